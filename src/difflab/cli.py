@@ -1,0 +1,262 @@
+"""The `difflab` command line.
+
+Arguments are parsed and validated before torch or diffusers is imported, so `--help` and every bad-argument
+path answer at once. Bad input is one line on stderr naming the field, exit status 2, and nothing on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from . import inputs, masks, metadata, pipelines, runs
+from .params import SCHEDULERS, GenerationParams, InputError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
+    d = GenerationParams()
+    g = p.add_argument_group("generation")
+    if task == "text2img":
+        g.add_argument("--prompt", help="text prompt")
+        g.add_argument("--prompts-file", metavar="FILE", help="one prompt per line (# comments and blank lines skipped)")
+        g.add_argument("--from", dest="from_image", metavar="IMAGE.png",
+                       help="regenerate an image from its metadata; other flags given override its parameters")
+    else:
+        g.add_argument("--prompt", help="text prompt")
+        g.add_argument("--prompts-file", metavar="FILE", help="one prompt per line")
+        g.add_argument("--image", required=True, help="input image")
+        g.add_argument("--strength", type=float,
+                       help=f"how much to change the image, in (0, 1] (default {0.8 if task == 'img2img' else 1.0})")
+    g.add_argument("--negative-prompt", help="what to steer away from")
+    g.add_argument("--steps", type=int, help=f"num_inference_steps (default {d.num_inference_steps})")
+    g.add_argument("--guidance", type=float, help=f"guidance_scale, >= 0 (default {d.guidance_scale})")
+    g.add_argument("--seed", type=int, help="seed of the first image; image i uses seed+i (default: random)")
+    g.add_argument("--num-images", type=int, help="images per prompt (default 1)")
+    g.add_argument("--width", type=int, help="multiple of 8 (default: the model's size, or the input image's)")
+    g.add_argument("--height", type=int, help="multiple of 8 (default: the model's size, or the input image's)")
+    g.add_argument("--scheduler", help=f"one of {', '.join(SCHEDULERS)} (default: the model's own)")
+    g.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (default 0)")
+    g.add_argument("--lora-scale", type=float, help="strength of the loaded LoRA weights (default 1.0)")
+    if task == "inpaint":
+        m = p.add_argument_group("mask")
+        m.add_argument("--mask", help="mask image: white is repainted, black kept")
+        m.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1",
+                       help="a box to repaint, in pixels or as fractions (0.25,0.25,0.75,0.75); repeatable")
+        m.add_argument("--ellipse", action="append", default=[], metavar="X0,Y0,X1,Y1",
+                       help="an ellipse inside this box; repeatable")
+        m.add_argument("--dilate", type=int, help="grow the mask by N pixels")
+        m.add_argument("--feather", type=float, help="blur the mask edge by R pixels when pasting back")
+        m.add_argument("--keep-unmasked", action="store_true", default=None,
+                       help="keep every unmasked pixel exactly as in the input")
+        m.add_argument("--resize-mask", action="store_true", default=None,
+                       help="resize a mask image of another size to the image's size")
+    o = p.add_argument_group("model and output")
+    o.add_argument("--model", help=f"hub id, diffusers folder, .safetensors file, tiny or tiny-inpaint "
+                                   f"(default {pipelines.DEFAULT_MODEL})")
+    o.add_argument("--config", help="for a single-file model: a diffusers folder with its configs")
+    o.add_argument("--lora", action="append", default=[], help="LoRA weights (file, folder or hub id); repeatable")
+    o.add_argument("--textual-inversion", action="append", default=[], metavar="PATH[:TOKEN]",
+                   help="textual-inversion embedding; repeatable")
+    o.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    o.add_argument("--dtype", default="auto", help="auto (float16 on GPU, float32 on CPU), float32, float16, bfloat16")
+    o.add_argument("--attention-slicing", action="store_true", help="lower peak memory, a little slower")
+    o.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
+    o.add_argument("--cpu-offload", action="store_true", help="model CPU offload (CUDA only)")
+    o.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
+    o.add_argument("--name", help="run name (default: from the prompt)")
+
+
+ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps": "num_inference_steps",
+                "guidance": "guidance_scale", "seed": "seed", "num_images": "num_images", "width": "width",
+                "height": "height", "scheduler": "scheduler", "eta": "eta", "lora_scale": "lora_scale",
+                "strength": "strength", "dilate": "mask_dilate", "feather": "mask_blur",
+                "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask"}
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="difflab", description="Reproducible Stable Diffusion experiments, thin over diffusers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name, task, text in (("generate", "text2img", "text to image"), ("img2img", "img2img", "image to image"),
+                             ("inpaint", "inpaint", "repaint a masked region")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(task=task)
+        _add_generation_args(p, task)
+    p = sub.add_parser("info", help="print the parameters stored in an image")
+    p.add_argument("image")
+    p.add_argument("--json", action="store_true", help="print only the JSON record")
+    p = sub.add_parser("demo", help="the offline tour: runs with the tiny model, results under results/")
+    p.add_argument("--out", default=str(runs.DEFAULT_ROOT))
+    return parser
+
+
+def _read_prompts(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"prompts_file: {path!r} does not exist or is not a file")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"prompts_file: {path!r} is not readable UTF-8 text ({e})") from None
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise InputError(f"prompts_file: {path!r} holds no prompt; write one prompt per line")
+    return prompts
+
+
+def _request(args) -> tuple[GenerationParams, list[str], dict | None]:
+    """The validated request: base parameters, the prompts, and the source record of --from."""
+    given = {field: getattr(args, arg) for arg, field in ARG_TO_FIELD.items()
+             if getattr(args, arg, None) is not None}
+    if getattr(args, "box", None):
+        given["boxes"] = [masks.parse_box(b, "box") for b in args.box]
+    if getattr(args, "ellipse", None):
+        given["ellipses"] = [masks.parse_box(b, "ellipse") for b in args.ellipse]
+    record = None
+    if getattr(args, "from_image", None):
+        if args.prompts_file:
+            raise InputError("prompts_file: cannot be combined with --from")
+        inputs.open_image(args.from_image, "from")
+        record = metadata.read(args.from_image)["difflab"]
+        if record is None:
+            raise InputError(f"from: {args.from_image!r} carries no difflab metadata (see `difflab info`)")
+        base = {k: v for k, v in record.items() if k in GenerationParams.__dataclass_fields__}
+        params = GenerationParams.from_dict({**base, "seed": record["seed"], "num_images": 1, **given})
+    else:
+        params = GenerationParams.from_dict({"task": args.task, **given})
+    prompts = [params.prompt]
+    if args.prompts_file:
+        if args.prompt is not None:
+            raise InputError("prompt: give --prompt or --prompts-file, not both")
+        prompts = _read_prompts(args.prompts_file)
+        params.prompt = prompts[0]
+    elif not params.prompt:
+        raise InputError("prompt: missing; give --prompt TEXT or --prompts-file FILE")
+    for prompt in prompts:
+        GenerationParams.from_dict({**params.to_dict(), "prompt": prompt}).validate()
+    return params, prompts, record
+
+
+def _model_options(args, record) -> dict:
+    if record is not None and args.model is None:  # --from: the image's own model, unless told otherwise
+        from .generate import model_options
+        args.model, recorded = model_options(record)
+        args.lora = args.lora or recorded["lora"]
+        args.textual_inversion = args.textual_inversion or recorded["textual_inversion"]
+        args.device = recorded["device"] if args.device == "auto" else args.device
+        args.dtype = recorded["dtype"] if args.dtype == "auto" else args.dtype
+    return dict(device=args.device, dtype=args.dtype, lora=args.lora, textual_inversion=args.textual_inversion,
+                attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
+                config=args.config)
+
+
+def cmd_generate(args) -> int:
+    # 1. validate everything that needs no model: parameters, files, masks, model source, device names
+    params, prompts, record = _request(args)
+    image = getattr(args, "image", None)
+    mask = getattr(args, "mask", None)
+    prepared = inputs.prepare(params, image, mask)
+    options = _model_options(args, record)
+    pipelines.check_device_dtype(args.device, args.dtype)
+    args.model = args.model or pipelines.DEFAULT_MODEL
+    pipelines.resolve_source(args.model)
+
+    # 2. load (heavy imports from here on)
+    from tqdm.auto import tqdm
+
+    from .generate import generate, regenerate
+    model = pipelines.load(args.model, params.task, **options)
+
+    # 3. generate and save; the run folder appears with the first image
+    run_dir = None
+    saved = []
+    try:
+        if record is not None and not _overrides(args):
+            batches = [[regenerate(record, model)]]
+        else:
+            batches = (generate(model, params, image=image, mask_image=mask, prompt=prompt)
+                       for prompt in tqdm(prompts, desc="prompts", unit="prompt", disable=len(prompts) == 1))
+        for batch in batches:
+            if run_dir is None:
+                run_dir = runs.new_run_dir(args.name or prompts[0], args.out)
+                if prepared.mask is not None:
+                    runs.save_image(prepared.mask, run_dir / "mask.png")
+                    runs.save_image(masks.overlay(prepared.image, prepared.mask), run_dir / "mask_overlay.png")
+            for item in batch:
+                path = item.save(run_dir / f"{len(saved):04d}-{item.record['seed']}.png")
+                saved.append(str(path))
+                print(path)
+        _write_run(run_dir, args, params, prompts, model, saved, "complete")
+    except KeyboardInterrupt:
+        if run_dir is not None:
+            _write_run(run_dir, args, params, prompts, model, saved, "interrupted")
+        print(f"difflab: interrupted; {len(saved)} image(s) saved" + (f" in {run_dir}" if run_dir else ""),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{len(saved)} image(s) in {run_dir}", file=sys.stderr)
+    return 0
+
+
+def _overrides(args) -> bool:
+    return any(getattr(args, arg, None) is not None for arg in ARG_TO_FIELD)
+
+
+def _write_run(run_dir, args, params, prompts, model, saved, status) -> None:
+    runs.write_json(run_dir / "run.json", {
+        "kind": "generate", "status": status, "command": ["difflab", *sys.argv[1:]], "task": params.task,
+        "model": model.describe(), "params": params.to_dict(), "prompts": prompts,
+        "images": [Path(p).name for p in saved]})
+
+
+def cmd_info(args) -> int:
+    inputs.open_image(args.image, "image")
+    meta = metadata.read(args.image)
+    if meta["parameters"] is None and meta["difflab"] is None:
+        raise InputError(f"image: {args.image!r} carries no Stable Diffusion parameters")
+    if not args.json and meta["parameters"]:
+        print(meta["parameters"])
+    if meta["difflab"] is not None:
+        if not args.json:
+            print()
+        print(json.dumps(meta["difflab"], indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out)
+    return 0
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    print(f"difflab: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warnings
+    handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
+               "info": cmd_info, "demo": cmd_demo}[args.command]
+    try:
+        return handler(args)
+    except InputError as e:
+        print(f"difflab {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("difflab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

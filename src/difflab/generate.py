@@ -1,0 +1,174 @@
+"""Text-to-image, image-to-image and inpainting calls: validated, seeded per image, fully recorded.
+
+Each call is one diffusers pipeline call. difflab adds the checks, one CPU generator per image, the paste-back
+of unmasked pixels, and a metadata record per image that is enough to regenerate it bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__, inputs, masks, metadata, runs, seeding
+from .params import GenerationParams, InputError
+from .pipelines import Model, load, scheduler_label
+
+
+@dataclass
+class GeneratedImage:
+    image: object  # PIL.Image
+    record: dict   # everything needed to reproduce it; written into the PNG
+
+    @property
+    def infotext(self) -> str:
+        return metadata.infotext(self.record)
+
+    def save(self, path) -> Path:
+        """Write the PNG atomically, with the A1111 infotext and the JSON record in text chunks."""
+        return runs.save_image(self.image, path, metadata.png_info(self.record))
+
+    def _repr_png_(self):  # shown inline in Jupyter
+        return self.image._repr_png_()
+
+
+def _versions() -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    return {"difflab": __version__, "diffusers": diffusers.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def truncated_words(tokenizer, text: str) -> str | None:
+    """The part of `text` that the text encoder drops (CLIP reads 77 tokens), or None."""
+    if not text:
+        return None
+    ids = tokenizer(text, truncation=False, add_special_tokens=True).input_ids
+    limit = tokenizer.model_max_length
+    if len(ids) <= limit:
+        return None
+    return tokenizer.decode(ids[limit - 1:-1])
+
+
+def _params(params: GenerationParams | None, fields: dict) -> GenerationParams:
+    base = params or GenerationParams()
+    names = {f.name for f in dataclasses.fields(GenerationParams)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise InputError(f"{unknown[0]}: not a generation parameter; known: {', '.join(sorted(names))}")
+    return dataclasses.replace(base, **fields).validate()
+
+
+def generate(model: Model, params: GenerationParams | None = None, *, image=None, mask_image=None,
+             callback=None, **fields) -> list[GeneratedImage]:
+    """Run one request and return its images with their records.
+
+    `params` and/or keyword fields use diffusers' names (prompt, negative_prompt, num_inference_steps,
+    guidance_scale, height, width, strength, ...) plus seed and num_images. `image`/`mask_image` are PIL
+    images or paths. `callback` is diffusers' `callback_on_step_end(pipe, step, timestep, kwargs) -> kwargs`;
+    set `pipe._interrupt = True` inside it to stop early.
+    """
+    params = _params(params, fields)
+    pipe = model.pipeline(params.task)
+    prepared = inputs.prepare(params, image, mask_image)
+    seed = seeding.resolve_seed(params.seed)
+    n = params.num_images
+    if params.task == "text2img":
+        default = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        height, width = params.height or default, params.width or default
+    else:
+        width, height = prepared.image.size
+
+    truncated = {}
+    for name in ("prompt", "negative_prompt"):
+        dropped = truncated_words(pipe.tokenizer, getattr(params, name))
+        if dropped:
+            truncated[name] = dropped
+            warnings.warn(f"{name}: longer than the text encoder's {pipe.tokenizer.model_max_length} tokens; "
+                          f"these words are dropped: {dropped!r}", stacklevel=2)
+
+    pipe.scheduler = model.make_scheduler(params.scheduler)
+    call = dict(prompt=params.prompt, negative_prompt=params.negative_prompt or None,
+                num_inference_steps=params.num_inference_steps, guidance_scale=params.guidance_scale,
+                num_images_per_prompt=n, generator=seeding.generators(seed, n), eta=params.eta,
+                callback_on_step_end=callback)
+    if model.loras:
+        call["cross_attention_kwargs"] = {"scale": params.lora_scale}
+    if params.task == "text2img":
+        call.update(height=height, width=width)
+    elif params.task == "img2img":
+        call.update(image=prepared.image, strength=params.resolved_strength)
+    else:
+        # One copy of the image and mask per generator: with a single copy, diffusers' inpaint pipeline encodes
+        # the image with generator[0] only, and images 1..n-1 would no longer match single runs of seed+i.
+        call.update(image=[prepared.image] * n, mask_image=[prepared.mask] * n, height=height, width=width,
+                    strength=params.resolved_strength)
+
+    start = time.perf_counter()
+    images = pipe(**call).images
+    elapsed = time.perf_counter() - start
+    if params.task == "inpaint" and (params.keep_unmasked or params.mask_blur):
+        images = [masks.paste_back(im, prepared.image, prepared.soft_mask) for im in images]
+
+    name, sampler = scheduler_label(pipe.scheduler)
+    shared = {
+        **params.to_dict(), "height": height, "width": width, "strength": params.resolved_strength,
+        "scheduler": params.scheduler, "sampler": sampler, "scheduler_name": name,
+        "scheduler_config": json.loads(pipe.scheduler.to_json_string()),
+        "model": model.describe(), "device": model.device, "dtype": str(model.dtype).replace("torch.", ""),
+        "versions": _versions(), "inputs": prepared.records, "truncated": truncated,
+        "elapsed_s": round(elapsed / len(images), 4),
+    }
+    return [GeneratedImage(im, {**shared, "seed": seed + i, "batch": {"seed": seed, "size": n, "index": i}})
+            for i, im in enumerate(images)]
+
+
+# --- reproducing an image from its file
+
+def params_from_record(record: dict) -> GenerationParams:
+    """The request that made the batch an image came from (seed and size of its batch)."""
+    names = {f.name for f in dataclasses.fields(GenerationParams)}
+    values = {k: v for k, v in record.items() if k in names}
+    values.update(seed=record["batch"]["seed"], num_images=record["batch"]["size"])
+    return GenerationParams.from_dict(values)
+
+
+def model_options(record: dict) -> tuple[str, dict]:
+    """(model, load options) that load the model an image was made with: LoRAs, embeddings, device, dtype."""
+    model = record["model"]
+    source = model["path"] if model["kind"] in ("folder", "file") else model["id"]
+    return source, dict(device=record["device"], dtype=record["dtype"],
+                        lora=[item["path"] for item in model.get("lora", [])],
+                        textual_inversion=[f"{item['path']}:{item['token']}" if item.get("token") else item["path"]
+                                           for item in model.get("textual_inversion", [])])
+
+
+def load_for_record(record: dict, **overrides) -> Model:
+    source, options = model_options(record)
+    return load(source, record["task"], **{**options, **overrides})
+
+
+def _recorded_input(record: dict, key: str):
+    entry = (record.get("inputs") or {}).get(key)
+    if entry is None:
+        return None
+    if not entry.get("path"):
+        raise InputError(f"{key}: this image was made from an in-memory {key}; it cannot be found again")
+    path = Path(entry["path"])
+    if not path.is_file() or inputs.file_record(path)["sha256"] != entry["sha256"]:
+        raise InputError(f"{key}: the input {entry['path']!r} recorded in the image is missing or has changed")
+    return path
+
+
+def regenerate(record: dict, model: Model | None = None) -> GeneratedImage:
+    """Make the recorded image again: its whole batch is rerun (batching can change the last bits)."""
+    params = params_from_record(record)
+    model = model or load_for_record(record)
+    out = generate(model, params, image=_recorded_input(record, "image"),
+                   mask_image=_recorded_input(record, "mask_image"))
+    return out[record["batch"]["index"]]

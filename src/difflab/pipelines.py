@@ -1,0 +1,326 @@
+"""Load Stable Diffusion: a hub id, a local diffusers folder, a single .safetensors file, or a tiny model.
+
+`load()` returns a `Model`: one set of components and one genuine diffusers pipeline per task, made with
+`from_pipe` so that switching task shares the very same modules (no second load, no second copy).
+`model.pipe` is the diffusers pipeline itself: drop down to diffusers whenever you like.
+
+Resolving where a model comes from is pure Python (the CLI does it before importing torch); torch and
+diffusers are imported only by `load()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import tiny
+from .params import SCHEDULERS, TASKS, InputError, check_scheduler
+
+PIPELINE_CLASSES = {
+    "text2img": "StableDiffusionPipeline",
+    "img2img": "StableDiffusionImg2ImgPipeline",
+    "inpaint": "StableDiffusionInpaintPipeline",
+}
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+@dataclass
+class ModelSource:
+    """Where a model comes from. `kind` is one of tiny, folder, file, hub."""
+
+    id: str
+    kind: str
+    path: str | None = None
+    name: str = ""
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _download_hint(repo: str) -> str:
+    return (f"download it on a machine with a network (`hf download {repo}`, or any difflab call without "
+            f"HF_HUB_OFFLINE=1), or pass a local diffusers folder, a .safetensors file, or 'tiny'")
+
+
+def resolve_source(model: str) -> ModelSource:
+    """Decide what `model` names, failing at once (no network wait) on what cannot be loaded."""
+    if not isinstance(model, str) or not model.strip():
+        raise InputError(f"model: {model!r} is not allowed; give a hub id, a folder, a .safetensors file or 'tiny'")
+    if model in tiny.TINY_MODELS:
+        return ModelSource(model, "tiny", name=model)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise InputError(f"model: folder {model!r} has no model_index.json; give a diffusers pipeline folder "
+                             f"(save_pretrained) or a single .safetensors file")
+        return ModelSource(model, "folder", str(path.resolve()), path.resolve().name)
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise InputError(f"model: {model!r} is a pickle checkpoint, which can run code when loaded; "
+                             f"difflab loads only .safetensors files (convert it, or use a diffusers folder)")
+        if path.suffix.lower() != ".safetensors":
+            raise InputError(f"model: file {model!r} is not a .safetensors checkpoint")
+        return ModelSource(model, "file", str(path.resolve()), path.stem)
+    looks_like_path = (model.startswith((".", "/", "~")) or model.count("/") != 1
+                       or model.lower().endswith((".safetensors",) + PICKLE_SUFFIXES))
+    if looks_like_path or not re.fullmatch(r"[\w.\-]+/[\w.\-]+", model):
+        raise InputError(f"model: {model!r} does not exist; give a hub id (org/name), a diffusers folder, "
+                         f"a .safetensors file, or one of {', '.join(tiny.TINY_MODELS)}")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+        if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
+            raise InputError(f"model: hub id {model!r} is not in the local Hugging Face cache and the hub is "
+                             f"offline (HF_HUB_OFFLINE=1); {_download_hint(model)}")
+    return ModelSource(model, "hub", name=model)
+
+
+# --- weights hashes (A1111's "Model hash": SHA-256 of the weights file), cached by path, size and mtime
+
+def file_sha256(path) -> str:
+    path = Path(path).resolve()
+    if re.fullmatch(r"[0-9a-f]{64}", path.name):  # a Hugging Face cache blob is named by its SHA-256
+        return path.name
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache_file = tiny.cache_root() / "hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+        cache[key] = digest.hexdigest()
+        from .runs import write_json
+        write_json(cache_file, cache)
+    return cache[key]
+
+
+def _unet_weights(folder: Path) -> Path | None:
+    found = sorted((folder / "unet").glob("*.safetensors"))
+    return found[0] if found else None
+
+
+def weights_hash(source: ModelSource) -> str | None:
+    """SHA-256 of the single file, or of the UNet weights of a folder or cached hub snapshot."""
+    if source.kind == "file":
+        return file_sha256(source.path)
+    if source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+        for name in ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"):
+            cached = try_to_load_from_cache(source.id, name)
+            if isinstance(cached, str):
+                return file_sha256(cached)
+        return None
+    weights = _unet_weights(Path(source.path))
+    return file_sha256(weights) if weights else None
+
+
+# --- devices and dtypes
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def check_device_dtype(device: str, dtype: str) -> None:
+    """The checks that need no torch: names, and float16 on the CPU."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(device)):
+        raise InputError(f"device: {device!r} is not allowed; use auto, cpu, cuda, cuda:N or mps")
+    if dtype not in DTYPES:
+        raise InputError(f"dtype: {dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
+    if device == "cpu" and dtype == "float16":
+        raise InputError("dtype: float16 is not supported on cpu; use float32 (default) or bfloat16")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` picks cuda, then mps, then cpu; an explicit device must exist."""
+    import torch
+
+    check_device_dtype(device, "auto")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device: {device!r} is not available here (no CUDA device); use cpu or auto")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device: 'mps' is not available here; use cpu or auto")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    """float16 on GPUs and float32 on the CPU by default; bfloat16 on request."""
+    import torch
+
+    check_device_dtype(device, dtype)
+    if dtype == "auto":
+        dtype = "float32" if device == "cpu" else "float16"
+    return getattr(torch, dtype)
+
+
+HARMLESS_NOTICES = ("requires torchvision", "should be kept in float32: []")
+
+
+def _quiet_harmless_notices() -> None:
+    """Drop two log lines that never concern difflab: transformers has no torchvision (difflab does not need
+    it), and from_pipe finds no module to keep in float32."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for logger in (transformers_logging.get_logger(), diffusers_logging.get_logger()):
+        for handler in logger.handlers:
+            handler.addFilter(lambda record: not any(n in record.getMessage() for n in HARMLESS_NOTICES))
+
+
+def scheduler_label(scheduler) -> tuple[str | None, str]:
+    """(difflab name or None, AUTOMATIC1111 sampler name) of a scheduler instance."""
+    cls = type(scheduler).__name__
+    cfg = scheduler.config
+    for name, (cls_name, overrides, label) in SCHEDULERS.items():
+        if cls_name == cls and all(cfg.get(k, v) == v for k, v in overrides.items()):
+            return name, label
+    return None, cls.replace("Scheduler", "")
+
+
+@dataclass
+class Model:
+    """A loaded model: shared components, and one diffusers pipeline per task made on demand."""
+
+    pipe: object  # the diffusers pipeline of `task`
+    source: ModelSource
+    device: str
+    dtype: object
+    task: str
+    loras: list[dict] = field(default_factory=list)
+    embeddings: list[dict] = field(default_factory=list)
+    weights_hash: str | None = None
+
+    def __post_init__(self):
+        self._pipes = {self.task: self.pipe}
+        self._scheduler_cls = type(self.pipe.scheduler)
+        self._scheduler_config = dict(self.pipe.scheduler.config)  # the model's own, kept for switching
+
+    def pipeline(self, task: str):
+        """The diffusers pipeline for `task`, sharing this model's components (`from_pipe`)."""
+        if task not in TASKS:
+            raise InputError(f"task: {task!r} is not known; choose one of {', '.join(TASKS)}")
+        if task != "inpaint" and self.pipe.unet.config.in_channels != 4:
+            raise InputError(f"task: {task} needs a 4-channel UNet, but model {self.source.name!r} has a "
+                             f"{self.pipe.unet.config.in_channels}-channel inpainting UNet; use task inpaint")
+        if task not in self._pipes:
+            import diffusers
+            new = getattr(diffusers, PIPELINE_CLASSES[task]).from_pipe(self.pipe)
+            new.set_progress_bar_config(**getattr(self.pipe, "_progress_bar_config", {}))
+            self._pipes[task] = new
+        return self._pipes[task]
+
+    def make_scheduler(self, name: str | None):
+        """A fresh scheduler: `name` from difflab's table, or None for the model's own."""
+        check_scheduler(name)
+        if name is None:
+            return self._scheduler_cls.from_config(self._scheduler_config)
+        import diffusers
+        cls_name, overrides, _ = SCHEDULERS[name]
+        return getattr(diffusers, cls_name).from_config(self._scheduler_config, **overrides)
+
+    def describe(self) -> dict:
+        """What metadata records about the model: enough to load it again."""
+        return {"name": self.source.name, "id": self.source.id, "kind": self.source.kind, "path": self.source.path,
+                "hash": self.weights_hash, "lora": self.loras, "textual_inversion": self.embeddings}
+
+
+def _local_record(path: str) -> dict:
+    p = Path(path).expanduser()
+    if p.is_file():
+        return {"path": str(p.resolve()), "sha256": file_sha256(p)}
+    return {"path": str(p.resolve()) if p.exists() else path, "sha256": None}
+
+
+def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", dtype: str = "auto",
+         lora=None, textual_inversion=None, attention_slicing: bool = False, vae_tiling: bool = False,
+         cpu_offload: bool = False, config: str | None = None, safety_checker: bool = False,
+         progress: bool = True) -> Model:
+    """Load `model` for `task` and return a `Model`; `model.pipe` is the diffusers pipeline.
+
+    model:  a hub id (org/name), a diffusers folder, a .safetensors single-file checkpoint, or tiny/tiny-inpaint.
+    lora:   a LoRA (file, folder or hub id), or a list of them; its strength is `lora_scale` per generation.
+    textual_inversion: an embedding file, or a list of them; 'path:token' names the token to add.
+    config: for a single file, a diffusers folder or hub id holding the matching configs (offline use).
+    safety_checker: keep the model's NSFW checker (off by default: this is a research lab; it blacks out images).
+    """
+    if task not in TASKS:
+        raise InputError(f"task: {task!r} is not known; choose one of {', '.join(TASKS)}")
+    source = resolve_source(model)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if cpu_offload and not device.startswith("cuda"):
+        raise InputError(f"cpu_offload: needs a CUDA device, but the device is {device}; drop --cpu-offload")
+
+    _quiet_harmless_notices()
+    import diffusers
+    from diffusers.utils import logging as diffusers_logging
+
+    cls = getattr(diffusers, PIPELINE_CLASSES[task])
+    kwargs = {"dtype": torch_dtype}
+    if not safety_checker:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if not progress:
+        diffusers_logging.disable_progress_bar()
+    try:
+        if source.kind == "tiny":
+            source.path = str(tiny.tiny_path(source.id))
+            pipe = cls.from_pretrained(source.path, use_safetensors=True, **kwargs)
+        elif source.kind == "folder":
+            pipe = cls.from_pretrained(source.path, use_safetensors=True, **kwargs)
+        elif source.kind == "file":
+            pipe = cls.from_single_file(source.path, config=config, **kwargs)
+        else:
+            pipe = cls.from_pretrained(source.id, use_safetensors=True, **kwargs)
+    except OSError as e:  # huggingface_hub raises OSError subclasses when offline or not found
+        reason = str(e).splitlines()[0][:200]
+        if source.kind == "file":
+            hint = ("a single file needs its model's configs: pass config=<a diffusers folder of the same "
+                    "architecture> (--config), or run once with a network")
+        else:
+            hint = _download_hint(model)
+        raise InputError(f"model: could not load {model!r} ({reason}); {hint}") from None
+    finally:
+        if not progress:
+            diffusers_logging.enable_progress_bar()
+    pipe.set_progress_bar_config(disable=not progress, leave=False)
+
+    loras, embeddings = [], []
+    try:
+        for i, item in enumerate([lora] if isinstance(lora, (str, Path)) else (lora or [])):
+            field_name = "lora"
+            pipe.load_lora_weights(str(item), adapter_name=f"lora{i}")
+            loras.append(_local_record(str(item)))
+        for item in [textual_inversion] if isinstance(textual_inversion, (str, Path)) else (textual_inversion or []):
+            field_name = "textual_inversion"
+            path, token = str(item), None
+            if not Path(path).exists() and ":" in path:  # path:token
+                path, token = path.rsplit(":", 1)
+            pipe.load_textual_inversion(path, token=token)
+            embeddings.append({**_local_record(path), "token": token})
+    except (OSError, ValueError) as e:
+        raise InputError(f"{field_name}: could not load {str(item)!r} ({str(e).splitlines()[0][:200]})") from None
+
+    pipe.to(device) if not cpu_offload else pipe.enable_model_cpu_offload()
+    if attention_slicing:
+        pipe.enable_attention_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    result = Model(pipe=pipe, source=source, device=device, dtype=torch_dtype, task=task, loras=loras,
+                   embeddings=embeddings, weights_hash=weights_hash(source))
+    result.pipeline(task)  # refuses a task that the UNet cannot do (a 9-channel UNet and text2img)
+    return result

@@ -1,0 +1,64 @@
+"""Run folders and atomic writes: nothing half-written is ever left on disk.
+
+A run folder is `<root>/<YYYYmmdd-HHMMSS>-<slug>/`; the folder alone is enough to understand the run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_ROOT = Path("results")
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "run"
+
+
+def new_run_dir(name: str, root=DEFAULT_ROOT) -> Path:
+    """Create and return a fresh `<root>/<timestamp>-<slug>` folder (a suffix keeps it unique)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(name)}"
+    for n in range(1, 1000):
+        path = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"out: could not create a new run folder under {root}")
+
+
+def atomic_write(path, data: bytes | str) -> Path:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path, obj) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def save_image(image, path, pnginfo=None) -> Path:
+    """Save a PIL image as PNG atomically, with optional text chunks."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=pnginfo)
+    return atomic_write(path, buf.getvalue())

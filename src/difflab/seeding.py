@@ -1,0 +1,36 @@
+"""Seeds and generators: randomness enters only through explicit CPU generators, one per image.
+
+Image i of a request gets seed `seed + i` (the AUTOMATIC1111 convention) and its own `torch.Generator` on the
+CPU, so its initial noise is the same whatever the batch size, the device or the process count.
+"""
+
+from __future__ import annotations
+
+import random
+
+MAX_SEED = 2**32 - 1
+
+
+class InputError(ValueError):
+    """Bad input from a user: the message names the field, the value and what is allowed.
+
+    The CLI prints it as one line and exits with status 2.
+    """
+
+
+def resolve_seed(seed: int | None) -> int:
+    """A concrete seed: `None` or -1 draws a random one (to be recorded), anything else is checked."""
+    if seed is None or seed == -1:
+        return random.SystemRandom().randrange(MAX_SEED - 1024)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed: {seed!r} is not allowed; use an integer in [0, {MAX_SEED}] or -1 for random")
+    return seed
+
+
+def generators(seed: int, n: int) -> list:
+    """One CPU generator per image: seeds seed, seed+1, ..., seed+n-1."""
+    import torch
+
+    if seed + n - 1 > MAX_SEED:
+        raise InputError(f"seed: {seed} + {n} images runs past the largest seed {MAX_SEED}; use a smaller seed")
+    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]

@@ -1,0 +1,107 @@
+"""Tiny random-weight Stable Diffusion pipelines, built offline from configs.
+
+They run the exact diffusers code paths of a real Stable Diffusion 1.x pipeline (CLIP text encoder,
+cross-attention UNet, KL autoencoder) in well under a second, so tests, CI and smoke runs need no download.
+The sizes follow the `get_dummy_components` of diffusers' own Stable Diffusion tests.
+
+A tiny model is built once, with fixed seeds, and saved to a cache folder; after that it is loaded through
+the ordinary `from_pretrained` path, exactly like a downloaded model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+TINY_MODELS = ("tiny", "tiny-inpaint")
+TINY_VERSION = 1  # bump when the recipe changes, so stale caches are rebuilt
+
+
+def cache_root() -> Path:
+    """Where difflab keeps what it builds: $DIFFLAB_CACHE, else $XDG_CACHE_HOME/difflab, else ~/.cache/difflab."""
+    if os.environ.get("DIFFLAB_CACHE"):
+        return Path(os.environ["DIFFLAB_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "difflab"
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible map from the 256 byte values to printable unicode characters."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    n = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def write_byte_tokenizer(folder: Path) -> None:
+    """A CLIP tokenizer with a byte-level vocabulary and no merges: every byte is a token (514 tokens).
+
+    No tokenizer files ship with any installed package, so the tiny models carry their own.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+
+
+def build_tiny(name: str, folder: Path) -> None:
+    """Build the tiny pipeline `name` with fixed seeds and save it (safetensors) to `folder`."""
+    import torch
+    from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline,
+                           StableDiffusionPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if name not in TINY_MODELS:
+        raise ValueError(f"model: {name!r} is not a tiny model; choose one of {', '.join(TINY_MODELS)}")
+    in_channels = 9 if name == "tiny-inpaint" else 4  # 4 noisy latents + 4 masked-image latents + 1 mask
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=in_channels, out_channels=4, layers_per_block=2,
+        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+    )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=64,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
+        num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=1000,
+        max_position_embeddings=77,
+    ))
+    with tempfile.TemporaryDirectory() as tmp:
+        write_byte_tokenizer(Path(tmp))
+        tokenizer = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"),
+                                  model_max_length=77)
+    cls = StableDiffusionInpaintPipeline if name == "tiny-inpaint" else StableDiffusionPipeline
+    pipe = cls(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+               safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+
+
+def tiny_path(name: str) -> Path:
+    """The folder of tiny model `name`, built on first use (atomically: a half-built folder is never seen)."""
+    folder = cache_root() / "models" / f"{name}-v{TINY_VERSION}"
+    if not (folder / "model_index.json").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+        build_tiny(name, tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished first; its copy is identical
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder

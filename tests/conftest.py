@@ -1,0 +1,63 @@
+import os
+
+import numpy as np
+import pytest
+
+# Offline, always: a test that tried the network would hang or fail here and in CI.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: needs real weights or a network; runs only with DIFFLAB_SLOW=1")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device")
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = os.environ.get("DIFFLAB_SLOW") == "1"
+    try:
+        import torch
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    for item in items:
+        if "slow" in item.keywords and not slow:
+            item.add_marker(pytest.mark.skip(reason="needs real weights; set DIFFLAB_SLOW=1"))
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def difflab_cache(tmp_path_factory):
+    """Tiny models are built once per test session into a private cache (the build itself is under test)."""
+    path = tmp_path_factory.mktemp("difflab-cache")
+    os.environ["DIFFLAB_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sd(difflab_cache):
+    import difflab
+    return difflab.load("tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def sd_inpaint(difflab_cache):
+    import difflab
+    return difflab.load("tiny-inpaint", task="inpaint", progress=False)
+
+
+@pytest.fixture(scope="session")
+def photo():
+    from difflab.samples import sample_photo
+    return sample_photo("china", 64)
+
+
+@pytest.fixture(scope="session")
+def photo_file(difflab_cache):
+    from difflab.samples import sample_photo_file
+    return sample_photo_file("china", 64)
+
+
+def pixels(image):
+    return np.asarray(image).astype(np.int16)
