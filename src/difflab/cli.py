@@ -12,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import config as configs
 from . import inputs, masks, metadata, pipelines, runs
 from .params import SCHEDULERS, GenerationParams, InputError
 
@@ -92,6 +93,18 @@ def build_parser() -> Parser:
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(task=task)
         _add_generation_args(p, task)
+    p = sub.add_parser("sweep", help="a parameter sweep: labelled X/Y/Z grids, batched and resumable",
+                       description="Run a sweep (configs/sweeps/*.yaml). Under `accelerate launch --num_processes N "
+                                   "-m difflab sweep CONFIG` the batches are shared among the processes.")
+    p.add_argument("config", nargs="?", help="sweep YAML (not needed with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, dotted keys, YAML values: --set model=tiny --set x.values=[1,2]")
+    p.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted sweep, making only what is missing")
+    p.add_argument("--dry-run", action="store_true", help="print the cells, image count and a time estimate")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run as N processes through accelerate (one GPU each where there are GPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = sub.add_parser("info", help="print the parameters stored in an image")
     p.add_argument("image")
     p.add_argument("--json", action="store_true", help="print only the JSON record")
@@ -232,6 +245,58 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import subprocess
+
+    from . import sweep
+
+    if args.processes < 1:
+        raise InputError(f"processes: {args.processes} is not allowed; use an integer >= 1")
+    if args.resume:
+        if args.config or args.overrides:
+            raise InputError("resume: the run folder's sweep.yaml is the config; drop CONFIG and --set")
+        resolved = sweep.load_resolved(args.resume)
+        run_dir = args.resume
+    else:
+        if not args.config:
+            raise InputError("config: missing; give a sweep YAML (configs/sweeps/) or --resume RUN_DIR")
+        data = configs.apply_overrides(configs.load_yaml(args.config), args.overrides)
+        resolved = sweep.resolve(data)
+        for key in ("image", "mask_image"):
+            resolved[key] = sweep.input_path(resolved[key])
+        sweep.check_inputs(resolved)
+        pipelines.check_device_dtype(resolved["device"], resolved["dtype"])
+        pipelines.resolve_source(resolved["model"])
+        if args.dry_run:
+            print(sweep.dry_run(resolved))
+            return 0
+        # under `accelerate launch`, rank 0 creates the run folder and the other ranks are told its name
+        from accelerate import PartialState
+        run_dir = sweep.prepare_run(data, args.out) if PartialState().is_main_process else ""
+    if args.processes > 1:
+        import torch
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.processes),
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        # On the CPU every worker keeps this process's thread count: kernels sum in an order that depends on
+        # it, and the same threads give the same pixels as a single-process run.
+        launch += (["--multi_gpu"] if torch.cuda.device_count() > 1 else
+                   ["--cpu", "--num_cpu_threads_per_process", str(torch.get_num_threads())])
+        flags = ["--no-progress"] if args.no_progress else []
+        return subprocess.call(launch + ["-m", "difflab", "sweep", "--resume", str(run_dir), *flags])  # rank 0 reports
+    run = sweep.execute(run_dir, progress=not args.no_progress)
+    from accelerate import PartialState
+    if not PartialState().is_main_process:
+        return 0
+    print(f"{run.dir}/index.html")
+    for path in run.grid_paths():
+        print(path)
+    if run.failed:
+        print(f"difflab: {len(run.failed)} image(s) failed: " +
+              "; ".join(f"{r['cell']} seed {r['seed']}: {r['error']}" for r in run.failed), file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -247,7 +312,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warnings
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
-               "info": cmd_info, "demo": cmd_demo}[args.command]
+               "sweep": cmd_sweep, "info": cmd_info, "demo": cmd_demo}[args.command]
     try:
         return handler(args)
     except InputError as e:

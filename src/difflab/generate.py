@@ -65,19 +65,24 @@ def _params(params: GenerationParams | None, fields: dict) -> GenerationParams:
 
 
 def generate(model: Model, params: GenerationParams | None = None, *, image=None, mask_image=None,
-             callback=None, **fields) -> list[GeneratedImage]:
-    """Run one request and return its images with their records.
+             callback=None, seeds: list[int] | None = None, **fields) -> list[GeneratedImage]:
+    """Run one request (one diffusers call) and return its images with their records.
 
     `params` and/or keyword fields use diffusers' names (prompt, negative_prompt, num_inference_steps,
-    guidance_scale, height, width, strength, ...) plus seed and num_images. `image`/`mask_image` are PIL
-    images or paths. `callback` is diffusers' `callback_on_step_end(pipe, step, timestep, kwargs) -> kwargs`;
-    set `pipe._interrupt = True` inside it to stop early.
+    guidance_scale, height, width, strength, ...) plus seed and num_images: image i gets seed + i. `seeds`
+    gives every image's seed explicitly instead (a sweep batches cells that differ only in seed).
+    `image`/`mask_image` are PIL images or paths. `callback` is diffusers'
+    `callback_on_step_end(pipe, step, timestep, kwargs) -> kwargs`; set `pipe._interrupt = True` in it to stop.
     """
     params = _params(params, fields)
     pipe = model.pipeline(params.task)
     prepared = inputs.prepare(params, image, mask_image)
-    seed = seeding.resolve_seed(params.seed)
-    n = params.num_images
+    if seeds is None:
+        first = seeding.resolve_seed(params.seed)
+        seeds = list(range(first, first + params.num_images))
+    else:
+        seeds = [seeding.resolve_seed(s) for s in seeds]
+    n = len(seeds)
     if params.task == "text2img":
         default = pipe.unet.config.sample_size * pipe.vae_scale_factor
         height, width = params.height or default, params.width or default
@@ -93,12 +98,14 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
                           f"these words are dropped: {dropped!r}", stacklevel=2)
 
     pipe.scheduler = model.make_scheduler(params.scheduler)
-    call = dict(prompt=params.prompt, negative_prompt=params.negative_prompt or None,
+    lora_scale = params.lora_scale if model.loras else None
+    prompt_embeds, negative_embeds = model.encode_prompt(pipe, params.prompt, params.negative_prompt, lora_scale)
+    call = dict(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                 num_inference_steps=params.num_inference_steps, guidance_scale=params.guidance_scale,
-                num_images_per_prompt=n, generator=seeding.generators(seed, n), eta=params.eta,
+                num_images_per_prompt=n, generator=seeding.generators(seeds), eta=params.eta,
                 callback_on_step_end=callback)
-    if model.loras:
-        call["cross_attention_kwargs"] = {"scale": params.lora_scale}
+    if lora_scale is not None:
+        call["cross_attention_kwargs"] = {"scale": lora_scale}
     if params.task == "text2img":
         call.update(height=height, width=width)
     elif params.task == "img2img":
@@ -124,18 +131,17 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         "versions": _versions(), "inputs": prepared.records, "truncated": truncated,
         "elapsed_s": round(elapsed / len(images), 4),
     }
-    return [GeneratedImage(im, {**shared, "seed": seed + i, "batch": {"seed": seed, "size": n, "index": i}})
+    return [GeneratedImage(im, {**shared, "seed": seeds[i], "batch": {"seeds": seeds, "index": i}})
             for i, im in enumerate(images)]
 
 
 # --- reproducing an image from its file
 
 def params_from_record(record: dict) -> GenerationParams:
-    """The request that made the batch an image came from (seed and size of its batch)."""
+    """The parameters an image was made with (its own seed, one image)."""
     names = {f.name for f in dataclasses.fields(GenerationParams)}
     values = {k: v for k, v in record.items() if k in names}
-    values.update(seed=record["batch"]["seed"], num_images=record["batch"]["size"])
-    return GenerationParams.from_dict(values)
+    return GenerationParams.from_dict({**values, "seed": record["seed"], "num_images": 1})
 
 
 def model_options(record: dict) -> tuple[str, dict]:
@@ -170,5 +176,5 @@ def regenerate(record: dict, model: Model | None = None) -> GeneratedImage:
     params = params_from_record(record)
     model = model or load_for_record(record)
     out = generate(model, params, image=_recorded_input(record, "image"),
-                   mask_image=_recorded_input(record, "mask_image"))
+                   mask_image=_recorded_input(record, "mask_image"), seeds=record["batch"]["seeds"])
     return out[record["batch"]["index"]]

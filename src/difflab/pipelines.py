@@ -224,6 +224,16 @@ class Model:
             self._pipes[task] = new
         return self._pipes[task]
 
+    def encode_prompt(self, pipe, prompt: str, negative_prompt: str, lora_scale: float | None):
+        """Text embeddings of (prompt, negative prompt): diffusers' own `encode_prompt`, reused while they do
+        not change. Both are always made; diffusers ignores the negative one when guidance is off."""
+        key = (prompt, negative_prompt, lora_scale)
+        if getattr(self, "_embeds_key", None) != key:
+            self._embeds = pipe.encode_prompt(prompt, pipe._execution_device, 1, True,
+                                              negative_prompt or None, lora_scale=lora_scale)
+            self._embeds_key = key
+        return self._embeds
+
     def make_scheduler(self, name: str | None):
         """A fresh scheduler: `name` from difflab's table, or None for the model's own."""
         check_scheduler(name)
@@ -274,8 +284,10 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
     kwargs = {"dtype": torch_dtype}
     if not safety_checker:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    from transformers.utils import logging as transformers_logging
     if not progress:
         diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
     try:
         if source.kind == "tiny":
             source.path = str(tiny.tiny_path(source.id))
@@ -297,6 +309,7 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
     finally:
         if not progress:
             diffusers_logging.enable_progress_bar()
+            transformers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=not progress, leave=False)
 
     loras, embeddings = [], []

@@ -21,16 +21,14 @@ class InputError(ValueError):
 def resolve_seed(seed: int | None) -> int:
     """A concrete seed: `None` or -1 draws a random one (to be recorded), anything else is checked."""
     if seed is None or seed == -1:
-        return random.SystemRandom().randrange(MAX_SEED - 1024)
+        return random.SystemRandom().randrange(MAX_SEED - 2**16)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed: {seed!r} is not allowed; use an integer in [0, {MAX_SEED}] or -1 for random")
     return seed
 
 
-def generators(seed: int, n: int) -> list:
-    """One CPU generator per image: seeds seed, seed+1, ..., seed+n-1."""
+def generators(seeds: list[int]) -> list:
+    """One CPU generator per image, seeded with that image's seed."""
     import torch
 
-    if seed + n - 1 > MAX_SEED:
-        raise InputError(f"seed: {seed} + {n} images runs past the largest seed {MAX_SEED}; use a smaller seed")
-    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
+    return [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
