@@ -21,6 +21,7 @@ class Outer:
 
 
 def test_defaults_and_lossless_int_to_float():
+    assert from_dict(Inner, apply_overrides({}, ["rate=1e-3"])).rate == 0.001  # PyYAML's string "1e-3"
     cfg = from_dict(Outer, {"inner": {"rate": 1}, "sizes": [3, 4]})
     assert cfg.steps == 10 and cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float) and cfg.sizes == (3, 4)
 

@@ -105,6 +105,30 @@ def build_parser() -> Parser:
     p.add_argument("--processes", type=int, default=1,
                    help="run as N processes through accelerate (one GPU each where there are GPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("train", help="train a DDPM from scratch (configs/ddpm/*.yaml)",
+                       description="Train a DDPM from scratch. Several processes or GPUs: "
+                                   "accelerate launch --num_processes N -m difflab train CONFIG")
+    p.add_argument("config", nargs="?", help="training YAML (not needed with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value: --set steps=500 --set model.channels=64")
+    p.add_argument("--data-dir", help="where the dataset is (same as --set data.data_dir=...)")
+    p.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    for name, text in (("sample", "draw images from a trained DDPM"), ("eval", "score a trained DDPM")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("checkpoint", help="a training run folder, a checkpoint folder or an ema.safetensors file")
+        p.add_argument("--sampler", choices=("ddim", "ddpm"), help="default: the training config's")
+        p.add_argument("--steps", type=int, help="DDIM steps (DDPM always runs all T)")
+        p.add_argument("--eta", type=float, help="DDIM eta in [0, 1]")
+        p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+        p.add_argument("--n", type=int, default=64 if name == "sample" else 1000, help="number of images")
+        p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
+        p.add_argument("--out", default=str(runs.DEFAULT_ROOT))
+        if name == "sample":
+            p.add_argument("--class", dest="classes", type=int, action="append", metavar="LABEL",
+                           help="class label(s) to draw, repeatable (default: all classes in turn)")
+            p.add_argument("--every", type=int, metavar="K", help="also save the trajectory every K steps")
     p = sub.add_parser("info", help="print the parameters stored in an image")
     p.add_argument("image")
     p.add_argument("--json", action="store_true", help="print only the JSON record")
@@ -297,6 +321,61 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .ddpm.train import load_config, train
+
+    if args.resume:
+        if args.config or args.overrides or args.data_dir:
+            raise InputError("resume: the run folder's config.yaml is the config; drop CONFIG, --set, --data-dir")
+        if not (Path(args.resume) / "config.yaml").is_file():
+            raise InputError(f"resume: {args.resume!r} is not a training run folder (no config.yaml)")
+        cfg = load_config(Path(args.resume) / "config.yaml")
+    else:
+        if not args.config:
+            raise InputError("config: missing; give a training YAML (configs/ddpm/) or --resume RUN_DIR")
+        extra = [f"data.data_dir={args.data_dir}"] if args.data_dir else []
+        cfg = load_config(args.config, args.overrides + extra)
+    run_dir = train(cfg, out=args.out, resume=args.resume, progress=not args.no_progress)
+    print(run_dir)
+    return 0
+
+
+def _check_sampling_args(args) -> None:
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"steps: {args.steps} is not allowed; use an integer >= 1")
+    if args.eta is not None and not 0 <= args.eta <= 1:
+        raise InputError(f"eta: {args.eta} is not allowed; use a number in [0, 1]")
+    if args.guidance is not None and args.guidance < 0:
+        raise InputError(f"guidance: {args.guidance} is not allowed; use a number >= 0")
+    if args.n < 1:
+        raise InputError(f"n: {args.n} is not allowed; use an integer >= 1")
+
+
+def cmd_sample(args) -> int:
+    _check_sampling_args(args)
+    from .ddpm.sampling import sample_to_folder
+
+    run = sample_to_folder(args.checkpoint, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                           guidance_scale=args.guidance, classes=args.classes, n=args.n, seed=args.seed,
+                           every=args.every, out=args.out)
+    print(run / "grid.png")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    _check_sampling_args(args)
+    from .ddpm.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, n=args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                                 guidance_scale=args.guidance, seed=args.seed)
+    run = runs.new_run_dir("eval", args.out)
+    runs.write_json(run / "eval.json", report)
+    for key, value in report.items():
+        print(f"{key:>28}: {value:.4f}" if isinstance(value, float) else f"{key:>28}: {value}")
+    print(run / "eval.json")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -312,7 +391,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warnings
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
-               "sweep": cmd_sweep, "info": cmd_info, "demo": cmd_demo}[args.command]
+               "sweep": cmd_sweep, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+               "info": cmd_info, "demo": cmd_demo}[args.command]
     try:
         return handler(args)
     except InputError as e:

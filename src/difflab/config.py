@@ -7,6 +7,7 @@ Unknown keys and wrong types raise `InputError` naming the key (like nanoGPT's c
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -100,6 +101,8 @@ def _convert(value, tp, key: str):
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            return float(value)  # YAML 1.1 (PyYAML) reads 1e-3, without a dot, as a string
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -36,6 +36,17 @@ def new_run_dir(name: str, root=DEFAULT_ROOT) -> Path:
     raise FileExistsError(f"out: could not create a new run folder under {root}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path, folder: bool = False) -> None:
+    """Give a temporary file or folder (created private by tempfile) the mode a normal one would have."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def atomic_write(path, data: bytes | str) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
@@ -46,6 +57,7 @@ def atomic_write(path, data: bytes | str) -> Path:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -99,6 +99,8 @@ def tiny_path(name: str) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
         build_tiny(name, tmp)
+        from .runs import publish_mode
+        publish_mode(tmp, folder=True)
         try:
             tmp.rename(folder)
         except OSError:  # another process finished first; its copy is identical

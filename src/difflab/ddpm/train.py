@@ -1,0 +1,262 @@
+"""Training a DDPM: the config, and one readable loop (nanoGPT's train.py and EDM's training loop in spirit).
+
+Everything random at step s (the batch, flips, timesteps, noise, label dropout, dropout inside the network) is
+drawn from generators seeded by (seed, s, rank). A checkpoint therefore needs only the step beside the weights,
+optimizer and learning-rate state, and a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from .. import config as configs
+from .. import runs
+from ..params import InputError
+from . import checkpoint
+from .data import DataConfig, batch_indices, load_dataset, to_model_range, to_uint8
+from .diffusion import OBJECTIVES, training_loss
+from .sampling import SAMPLERS, sample_images
+from .schedules import SCHEDULES, Schedule
+from .unet import UNet, UNetConfig
+
+
+@dataclass
+class DiffusionConfig:
+    schedule: str = "linear"
+    timesteps: int = 1000
+    objective: str = "eps"
+    min_snr_gamma: float | None = None
+
+
+@dataclass
+class SampleConfig:
+    """Periodic sample grids during training, and the defaults of `difflab sample` and `difflab eval`."""
+
+    sampler: str = "ddim"
+    steps: int = 50
+    eta: float = 0.0
+    guidance_scale: float = 1.0
+    per_class: int = 8              # images per class in a grid (class-conditional), or rows of 8 otherwise
+
+
+@dataclass
+class TrainConfig:
+    name: str = "ddpm"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    steps: int = 10_000
+    batch_size: int = 64            # per process
+    lr: float = 2e-4
+    warmup: int = 500               # linear learning-rate warm-up steps
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    ema_warmup: bool = True         # decay = min(ema_decay, (1 + step) / (10 + step)) early on
+    label_dropout: float = 0.1      # probability of the null label, for classifier-free guidance
+    mixed_precision: str = "fp32"   # fp32 | bf16 | fp16 (autocast through accelerate)
+    channels_last: bool = False
+    compile: bool = False           # torch.compile the network
+    device: str = "auto"            # auto | cpu
+    log_every: int = 10
+    sample_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+    def validate(self) -> "TrainConfig":
+        self.model.validate()
+        if self.model.image_size != self.data.image_size:
+            raise InputError(f"model.image_size: {self.model.image_size} differs from data.image_size "
+                             f"{self.data.image_size}")
+        if self.diffusion.schedule not in SCHEDULES:
+            raise InputError(f"diffusion.schedule: {self.diffusion.schedule!r} is not known; choose one of "
+                             f"{', '.join(SCHEDULES)}")
+        if self.diffusion.timesteps < 2:
+            raise InputError(f"diffusion.timesteps: {self.diffusion.timesteps} is not allowed; use an integer >= 2")
+        if self.diffusion.objective not in OBJECTIVES:
+            raise InputError(f"diffusion.objective: {self.diffusion.objective!r} is not known; choose one of "
+                             f"{', '.join(OBJECTIVES)}")
+        if self.sample.sampler not in SAMPLERS:
+            raise InputError(f"sample.sampler: {self.sample.sampler!r} is not known; choose one of {', '.join(SAMPLERS)}")
+        if not 1 <= self.sample.steps <= self.diffusion.timesteps:
+            raise InputError(f"sample.steps: {self.sample.steps} is not allowed; use 1 .. diffusion.timesteps "
+                             f"({self.diffusion.timesteps})")
+        if not 0 <= self.sample.eta <= 1:
+            raise InputError(f"sample.eta: {self.sample.eta} is not allowed; use a number in [0, 1]")
+        if self.mixed_precision not in ("fp32", "bf16", "fp16"):
+            raise InputError(f"mixed_precision: {self.mixed_precision!r} is not allowed; use fp32, bf16 or fp16")
+        if self.device not in ("auto", "cpu"):
+            raise InputError(f"device: {self.device!r} is not allowed; use auto or cpu (GPUs: accelerate launch)")
+        for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise InputError(f"{key}: {getattr(self, key)} is not allowed; use an integer >= 1")
+        if not 0 <= self.label_dropout < 1:
+            raise InputError(f"label_dropout: {self.label_dropout} is not allowed; use a number in [0, 1)")
+        return self
+
+
+def load_config(path=None, overrides=()) -> TrainConfig:
+    data = configs.load_yaml(path) if path else {}
+    return configs.from_dict(TrainConfig, configs.apply_overrides(data, list(overrides))).validate()
+
+
+def ema_decay(cfg: TrainConfig, step: int) -> float:
+    return min(cfg.ema_decay, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema_decay
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step) * 64 + rank
+
+
+def save_sample_grid(model, sched, cfg: TrainConfig, path, class_names, seed: int = 0) -> Path:
+    """A grid from `model`: one row per class (class-conditional) or rows of 8."""
+    from PIL import Image
+
+    from ..grids import labelled_grid
+    classes = cfg.model.num_classes
+    n = cfg.sample.per_class * (classes or 1)
+    labels = torch.arange(classes).repeat_interleave(cfg.sample.per_class) if classes else None
+    images = to_uint8(sample_images(model, sched, n, sampler=cfg.sample.sampler, steps=cfg.sample.steps,
+                                    eta=cfg.sample.eta, guidance_scale=cfg.sample.guidance_scale, labels=labels,
+                                    seed=seed, objective=cfg.diffusion.objective))
+    pils = [Image.fromarray(im.permute(1, 2, 0).squeeze(-1).numpy()).convert("RGB") for im in images]
+    width = cfg.sample.per_class if classes else 8
+    rows = [[[im] for im in pils[i:i + width]] for i in range(0, len(pils), width)]
+    rows[-1] += [["missing"]] * (width - len(rows[-1]))
+    row_labels = [class_names[i] for i in range(classes)] if classes else [""] * len(rows)
+    title = f"{cfg.name}: {cfg.sample.sampler} {cfg.sample.steps} steps, guidance {cfg.sample.guidance_scale}"
+    return runs.save_image(labelled_grid(rows, [""] * width, row_labels, title, 4_000_000), path)
+
+
+def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Train (or resume) and return the run folder. `stop_after` ends the loop early at that step (tests)."""
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
+    from tqdm.auto import tqdm
+
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # a notebook may train twice with other precisions; keeps the process group
+    accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(cfg.mixed_precision, cfg.mixed_precision),
+                              cpu=cfg.device == "cpu")
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+
+    # --- run folder: rank 0 creates it (or resumes it) and tells the others
+    run_dir = Path(resume) if resume else (runs.new_run_dir(cfg.name, out) if main else None)
+    if world > 1:
+        run_dir = Path(broadcast_object_list([str(run_dir)])[0])
+    resolved = configs.to_dict(cfg)
+    if main and not resume:
+        runs.atomic_write(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+    # --- data, network, EMA, optimizer, learning-rate warm-up, noise schedule
+    data = load_dataset(cfg.data)
+    if cfg.model.num_classes is not None and cfg.model.num_classes != data.num_classes:
+        raise InputError(f"model.num_classes: {cfg.model.num_classes} but dataset {cfg.data.name} has "
+                         f"{data.num_classes} classes")
+    torch.manual_seed(cfg.seed)
+    model = UNet(cfg.model)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    fused = {"fused": True} if accelerator.device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
+                                  weight_decay=cfg.weight_decay, **fused)
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    sched = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.timesteps)
+    step = 0
+    if resume:
+        found = checkpoint.latest(run_dir)
+        if found is None:
+            raise InputError(f"resume: {str(run_dir)!r} has no checkpoint to resume from")
+        step = checkpoint.load_training_state(found, model, ema, optimizer, lr_scheduler)
+        if main:  # forget metrics logged after the checkpoint: they will be logged again
+            lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
+            kept = [x for x in lines if x.strip() and _json_step(x) is not None and _json_step(x) <= step]
+            runs.atomic_write(run_dir / "metrics.jsonl", "".join(x + "\n" for x in kept))
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model, optimizer = accelerator.prepare(model, optimizer)  # the LR scheduler is stepped by hand, once a step
+    net = torch.compile(model) if cfg.compile else model
+    ema.to(accelerator.device)
+    device = accelerator.device
+
+    end = min(cfg.steps, stop_after) if stop_after else cfg.steps
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), unit="step", desc=cfg.name)
+    tick, images_since = time.perf_counter(), 0
+    while step < end:
+        # --- the batch and its randomness, all from (seed, step, rank)
+        g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, rank))
+        torch.manual_seed(_step_seed(cfg.seed, step, rank) + 1)  # dropout inside the network
+        idx = batch_indices(len(data.images), cfg.batch_size, step, cfg.seed, rank, world)
+        x0 = to_model_range(data.images[idx])
+        if cfg.data.flip:
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        t = torch.randint(0, sched.timesteps, (len(idx),), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        cond = {}
+        if cfg.model.num_classes:
+            drop = torch.rand(len(idx), generator=g) < cfg.label_dropout
+            cond["y"] = torch.where(drop, cfg.model.num_classes, data.labels[idx]).to(device)
+        x0, t, noise = x0.to(device), t.to(device), noise.to(device)
+        if cfg.channels_last:
+            x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
+
+        # --- loss, backward, clip, step
+        model.train()
+        with accelerator.autocast():
+            loss = training_loss(net, sched, x0, t, noise, cfg.diffusion.objective, cfg.diffusion.min_snr_gamma,
+                                 **cond)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        # --- EMA of the weights (float32)
+        decay = ema_decay(cfg, step)
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), accelerator.unwrap_model(model).parameters()):
+                e.lerp_(p.detach().float(), 1 - decay)
+
+        # --- log
+        images_since += len(idx) * world
+        loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_all:.4f}")
+        if main and (step % cfg.log_every == 0 or step == end):
+            now = time.perf_counter()
+            record = {"step": step, "loss": loss_all, "lr": lr,
+                      "grad_norm": float(grad_norm), "images_per_s": round(images_since / (now - tick), 2)}
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            tick, images_since = now, 0
+
+        # --- sample grids from the EMA network, checkpoints
+        if main and (step % cfg.sample_every == 0 or step == cfg.steps):
+            save_sample_grid(ema, sched, cfg, run_dir / "samples" / f"step-{step:07d}.png", data.class_names)
+        if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            checkpoint.save(run_dir, step, accelerator.unwrap_model(model), ema, optimizer, lr_scheduler,
+                            resolved, cfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+    bar.close()
+    return run_dir
+
+
+def _json_step(line: str):
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return None
