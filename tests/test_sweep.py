@@ -80,6 +80,15 @@ def test_batches_group_cells_differing_only_in_seed():
     assert four[0].seeds == [1, 2, 3, 4] and [len(b) for b in sw.batches(four, 8)] == [4, 4, 4]
 
 
+def test_dry_run_lists_cells_images_and_a_time_estimate(sd, tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec(images_per_cell=2)))
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "x: guidance_scale = [1.0, 5.0, 9.0]" in out and "cell (2, 2, 0): CFG scale: 9.0, Seed: 3  seeds [3, 4]" in out
+    assert "9 cells, 18 images in 3 pipeline calls; about " in out and "s per image-step" in out
+    assert not (tmp_path / "r").exists()  # a dry run writes nothing
+
+
 def test_run_writes_everything_and_reuses_embeddings(sd, tmp_path, monkeypatch):
     gen = importlib.import_module("difflab.generate")
     calls, encodes = [], []

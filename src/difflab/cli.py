@@ -85,6 +85,15 @@ ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask"}
 
 
+def _add_run_args(p, what: str, example: str, resume_help: str) -> None:
+    """CONFIG, --set, --out and --resume: shared by the commands that run from a YAML config."""
+    p.add_argument("config", nargs="?", help=f"{what} YAML (not needed with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config value (dotted keys, YAML values): {example}")
+    p.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
+    p.add_argument("--resume", metavar="RUN_DIR", help=resume_help)
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="difflab", description="Reproducible Stable Diffusion experiments, thin over diffusers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -96,11 +105,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("sweep", help="a parameter sweep: labelled X/Y/Z grids, batched and resumable",
                        description="Run a sweep (configs/sweeps/*.yaml). Under `accelerate launch --num_processes N "
                                    "-m difflab sweep CONFIG` the batches are shared among the processes.")
-    p.add_argument("config", nargs="?", help="sweep YAML (not needed with --resume)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, dotted keys, YAML values: --set model=tiny --set x.values=[1,2]")
-    p.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted sweep, making only what is missing")
+    _add_run_args(p, "sweep", "--set model=tiny --set x.values=[1,2]",
+                  "finish an interrupted sweep, making only what is missing")
     p.add_argument("--dry-run", action="store_true", help="print the cells, image count and a time estimate")
     p.add_argument("--processes", type=int, default=1,
                    help="run as N processes through accelerate (one GPU each where there are GPUs)")
@@ -108,12 +114,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("train", help="train a DDPM from scratch (configs/ddpm/*.yaml)",
                        description="Train a DDPM from scratch. Several processes or GPUs: "
                                    "accelerate launch --num_processes N -m difflab train CONFIG")
-    p.add_argument("config", nargs="?", help="training YAML (not needed with --resume)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value: --set steps=500 --set model.channels=64")
+    _add_run_args(p, "training", "--set steps=500 --set model.channels=64",
+                  "continue a run from its latest checkpoint")
     p.add_argument("--data-dir", help="where the dataset is (same as --set data.data_dir=...)")
-    p.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     p.add_argument("--no-progress", action="store_true")
     for name, text in (("sample", "draw images from a trained DDPM"), ("eval", "score a trained DDPM")):
         p = sub.add_parser(name, help=text, description=text)

@@ -121,10 +121,8 @@ def evaluate_checkpoint(checkpoint_path, *, n: int = 1000, sampler=None, steps=N
     from .schedules import Schedule
 
     model, cfg, step = load_model(checkpoint_path)
-    s = cfg.sample
-    sampler, steps = sampler or s.sampler, steps or s.steps
-    eta = s.eta if eta is None else eta
-    guidance_scale = s.guidance_scale if guidance_scale is None else guidance_scale
+    s = cfg.sample.override(sampler, steps, eta, guidance_scale)
+    sampler, steps, eta, guidance_scale = s.sampler, s.steps, s.eta, s.guidance_scale
     data = load_dataset(cfg.data)
     labels = torch.arange(n) % cfg.model.num_classes if cfg.model.num_classes else None
     sched = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.timesteps)

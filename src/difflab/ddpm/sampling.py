@@ -72,10 +72,8 @@ def sample_to_folder(checkpoint_path, *, sampler=None, steps=None, eta=None, gui
     from .data import to_uint8
 
     model, cfg, step = load_model(checkpoint_path)
-    s = cfg.sample
-    sampler, steps = sampler or s.sampler, steps or s.steps
-    eta = s.eta if eta is None else eta
-    guidance_scale = s.guidance_scale if guidance_scale is None else guidance_scale
+    s = cfg.sample.override(sampler, steps, eta, guidance_scale)
+    sampler, steps, eta, guidance_scale = s.sampler, s.steps, s.eta, s.guidance_scale
     if steps > cfg.diffusion.timesteps:
         raise InputError(f"steps: {steps} is more than the model's T = {cfg.diffusion.timesteps}")
     labels = None

@@ -8,6 +8,7 @@ optimizer and learning-rate state, and a resumed run continues exactly as an uni
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,11 @@ class SampleConfig:
     eta: float = 0.0
     guidance_scale: float = 1.0
     per_class: int = 8              # images per class in a grid (class-conditional), or rows of 8 otherwise
+
+    def override(self, sampler=None, steps=None, eta=None, guidance_scale=None) -> "SampleConfig":
+        """These defaults, with whatever a command line gave instead."""
+        given = {"sampler": sampler, "steps": steps, "eta": eta, "guidance_scale": guidance_scale}
+        return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
 
 
 @dataclass
@@ -235,11 +241,11 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         images_since += len(idx) * world
         loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_all:.4f}")
         if main and (step % cfg.log_every == 0 or step == end):
             now = time.perf_counter()
             record = {"step": step, "loss": loss_all, "lr": lr,
                       "grad_norm": float(grad_norm), "images_per_s": round(images_since / (now - tick), 2)}
+            bar.set_postfix(loss=f"{loss_all:.4f}", img_s=f"{record['images_per_s']:.0f}")
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             tick, images_since = now, 0
