@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config, items):
         cuda = False
     for item in items:
         if "slow" in item.keywords and not slow:
-            item.add_marker(pytest.mark.skip(reason="needs real weights; set DIFFLAB_SLOW=1"))
+            item.add_marker(pytest.mark.skip(reason="slow (real weights or minutes of training); set DIFFLAB_SLOW=1"))
         if "gpu" in item.keywords and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
