@@ -56,12 +56,7 @@ def truncated_words(tokenizer, text: str) -> str | None:
 
 
 def _params(params: GenerationParams | None, fields: dict) -> GenerationParams:
-    base = params or GenerationParams()
-    names = {f.name for f in dataclasses.fields(GenerationParams)}
-    unknown = sorted(set(fields) - names)
-    if unknown:
-        raise InputError(f"{unknown[0]}: not a generation parameter; known: {', '.join(sorted(names))}")
-    return dataclasses.replace(base, **fields).validate()
+    return GenerationParams.from_dict({**(params or GenerationParams()).to_dict(), **fields}).validate()
 
 
 def generate(model: Model, params: GenerationParams | None = None, *, image=None, mask_image=None,

@@ -117,10 +117,10 @@ def expand_values(axis: Axis, key: str) -> list:
     return checked
 
 
-def _apply(params: dict, axis: str, value, base: dict) -> None:
+def _apply(params: dict, axis: str, value, sr_search: str | None) -> None:
     """Set one axis value on a request (as a dict of GenerationParams fields)."""
     if axis == "prompt_sr":
-        search = base["_sr_search"]
+        search = sr_search
         params["prompt"] = params["prompt"].replace(search, value)
         params["negative_prompt"] = params.get("negative_prompt", "").replace(search, value)
     elif axis == "size":
@@ -207,7 +207,7 @@ def plan(resolved: dict) -> list[Cell]:
                 labels = {}
                 for name, axis in axes:
                     value = axis["values"][where[name]]
-                    _apply(values, axis["param"], value, {"_sr_search": sr})
+                    _apply(values, axis["param"], value, sr)
                     labels[name] = label(axis["param"], value)
                 try:
                     params = GenerationParams.from_dict(values).validate()
