@@ -116,6 +116,18 @@ def test_training_writes_metrics_samples_and_safetensors_checkpoints(tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["channels"] == 16
 
 
+def test_bf16_autocast_through_accelerate_is_applied(tmp_path):
+    path, overrides = tiny_config(tmp_path, ["steps=3", "sample_every=1000", "checkpoint_every=1000"])
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        run = train(load_config(path, overrides + [f"mixed_precision={precision}"]), out=tmp_path / precision,
+                    progress=False)
+        losses[precision] = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < v < 10 for v in losses["bf16"])
+    assert losses["bf16"] != losses["fp32"]  # same batches and noise: only the autocast differs
+    assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=0.05)
+
+
 def _train_cli(args, **kw):
     return subprocess.run([sys.executable, "-m", "difflab", "train", *args, "--no-progress"], capture_output=True,
                           text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kw)
