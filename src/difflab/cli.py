@@ -170,8 +170,8 @@ def _request(args) -> tuple[GenerationParams, list[str], dict | None]:
         record = metadata.read(args.from_image)["difflab"]
         if record is None:
             raise InputError(f"from: {args.from_image!r} carries no difflab metadata (see `difflab info`)")
-        base = {k: v for k, v in record.items() if k in GenerationParams.__dataclass_fields__}
-        params = GenerationParams.from_dict({**base, "seed": record["seed"], "num_images": 1, **given})
+        from .generate import params_from_record
+        params = GenerationParams.from_dict({**params_from_record(record).to_dict(), **given})
     else:
         params = GenerationParams.from_dict({"task": args.task, **given})
     prompts = [params.prompt]
@@ -282,15 +282,13 @@ def cmd_sweep(args) -> int:
     if args.resume:
         if args.config or args.overrides:
             raise InputError("resume: the run folder's sweep.yaml is the config; drop CONFIG and --set")
-        resolved = sweep.load_resolved(args.resume)
+        sweep.load_resolved(args.resume)  # refuses a folder that is not a sweep run
         run_dir = args.resume
     else:
         if not args.config:
             raise InputError("config: missing; give a sweep YAML (configs/sweeps/) or --resume RUN_DIR")
         data = configs.apply_overrides(configs.load_yaml(args.config), args.overrides)
         resolved = sweep.resolve(data)
-        for key in ("image", "mask_image"):
-            resolved[key] = sweep.input_path(resolved[key])
         sweep.check_inputs(resolved)
         pipelines.check_device_dtype(resolved["device"], resolved["dtype"])
         pipelines.resolve_source(resolved["model"])
@@ -299,7 +297,7 @@ def cmd_sweep(args) -> int:
             return 0
         # under `accelerate launch`, rank 0 creates the run folder and the other ranks are told its name
         from accelerate import PartialState
-        run_dir = sweep.prepare_run(data, args.out) if PartialState().is_main_process else ""
+        run_dir = sweep.prepare_run(resolved, args.out) if PartialState().is_main_process else ""
     if args.processes > 1:
         import torch
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.processes),

@@ -156,7 +156,8 @@ def label(param: str, value) -> str:
 
 
 def resolve(data: dict) -> dict:
-    """Check a sweep config and return it resolved (ranges listed, seeds concrete): what sweep.yaml holds."""
+    """Check a sweep config and return it resolved (ranges listed, seeds concrete, sample photos as files):
+    what sweep.yaml holds."""
     cfg = configs.from_dict(SweepConfig, data)
     resolved = configs.to_dict(cfg)
     if "task" in cfg.params:
@@ -189,6 +190,8 @@ def resolve(data: dict) -> dict:
                              f"or negative prompt")
         resolved[name] = {"param": axis.param, "values": values}
     plan(resolved)  # every cell is a valid request
+    for key in ("image", "mask_image"):
+        resolved[key] = input_path(resolved[key])
     return resolved
 
 
@@ -304,11 +307,8 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def prepare_run(data: dict, out=runs.DEFAULT_ROOT) -> Path:
-    """Resolve a sweep and create its run folder with sweep.yaml (no model is loaded)."""
-    resolved = resolve(data)
-    for key in ("image", "mask_image"):
-        resolved[key] = input_path(resolved[key])
+def prepare_run(resolved: dict, out=runs.DEFAULT_ROOT) -> Path:
+    """Create the run folder of a resolved sweep, with its sweep.yaml (no model is loaded)."""
     run_dir = runs.new_run_dir(resolved["name"], out)
     (run_dir / "images").mkdir()
     runs.atomic_write(run_dir / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
@@ -334,10 +334,8 @@ def execute(run_dir, progress: bool = True) -> "SweepRun":
     """Generate what is missing in `run_dir`, as one of N processes when launched with accelerate."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
-    from PIL import Image
     from tqdm.auto import tqdm
 
-    from .generate import generate
     from .pipelines import load
 
     state = PartialState()
@@ -355,7 +353,6 @@ def execute(run_dir, progress: bool = True) -> "SweepRun":
     plan_batches = batches(cells, resolved["max_batch"])
     mine = [b for i, b in enumerate(plan_batches) if i % state.num_processes == state.process_index]
     todo = [b for b in mine if any(cell.key(seed) not in done for cell, seed in b)]
-    failed = []
     if todo:
         device = resolved["device"]
         if state.num_processes > 1 and device == "auto":
@@ -369,7 +366,7 @@ def execute(run_dir, progress: bool = True) -> "SweepRun":
             for batch in todo:
                 if stop.requested:
                     break
-                failed += _run_batch(model, generate, batch, run_dir, resolved, done, Image)
+                _run_batch(model, batch, run_dir, resolved, done)
                 bar.update(len(batch))
         bar.close()
         if stop.requested:
@@ -382,7 +379,10 @@ def execute(run_dir, progress: bool = True) -> "SweepRun":
     return SweepRun(run_dir)
 
 
-def _run_batch(model, generate, batch, run_dir, resolved, done, Image) -> list[str]:
+def _run_batch(model, batch, run_dir, resolved, done) -> None:
+    """One pipeline call; each image saved and recorded in the manifest, or recorded as failed."""
+    from .generate import generate
+
     cell = batch[0][0]
     seeds = [seed for _, seed in batch]
     start = time.perf_counter()
@@ -393,7 +393,6 @@ def _run_batch(model, generate, batch, run_dir, resolved, done, Image) -> list[s
     except Exception as e:  # noqa: BLE001  (a failed cell is recorded and the sweep goes on; OOM included)
         results, error = [None] * len(batch), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     seconds = round((time.perf_counter() - start) / len(batch), 4)
-    failed = []
     for (cell, seed), result in zip(batch, results):
         key = cell.key(seed)
         if key in done:
@@ -406,12 +405,10 @@ def _run_batch(model, generate, batch, run_dir, resolved, done, Image) -> list[s
             error_here = error
         if error_here:
             entry.update(status="failed", error=error_here, file=None)
-            failed.append(key)
         else:
             result.save(run_dir / entry["file"])
         append_manifest(run_dir, entry)
         done.add(key)
-    return failed
 
 
 def finish(run_dir) -> None:
@@ -427,7 +424,7 @@ def run_sweep(config, overrides=(), out=runs.DEFAULT_ROOT, progress: bool = True
     """Run a sweep from a YAML path or a dict (the same structure), in this process. Returns the run."""
     data = configs.load_yaml(config) if isinstance(config, (str, Path)) else dict(config)
     configs.apply_overrides(data, list(overrides))
-    return execute(prepare_run(data, out), progress=progress)
+    return execute(prepare_run(resolve(data), out), progress=progress)
 
 
 def resume(run_dir, progress: bool = True) -> "SweepRun":

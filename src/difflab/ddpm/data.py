@@ -163,6 +163,13 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def to_pil(x: torch.Tensor):
+    """One image, float (C, H, W) in [-1, 1] -> an RGB PIL image (grey images repeated over the channels)."""
+    from PIL import Image
+
+    return Image.fromarray(to_uint8(x).permute(1, 2, 0).squeeze(-1).numpy()).convert("RGB")
+
+
 def batch_indices(n: int, batch_size: int, step: int, seed: int, rank: int = 0, world: int = 1) -> torch.Tensor:
     """The indices of `rank`'s share of the global batch at `step`: epoch-wise permutations, a function of
     (seed, step) alone, so a resumed run draws exactly the batches an uninterrupted run would."""

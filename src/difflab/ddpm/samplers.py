@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..params import InputError
-from .diffusion import OBJECTIVES, predict_eps_from_x0, to_x0_eps
+from .diffusion import OBJECTIVES, predict_eps_from_x0, q_posterior, to_x0_eps
 from .schedules import Schedule
 
 SPACINGS = ("leading", "trailing", "linspace")
@@ -76,10 +76,7 @@ def ddpm_step(sched: Schedule, prediction, t: int, x_t, noise, objective: str = 
     x0, _ = to_x0_eps(sched, x_t, tt, prediction, objective)
     if clip_x0:
         x0 = x0.clamp(-1, 1)
-    a_t, a_prev = sched.alphas_cumprod[t], sched.alphas_cumprod_prev[t]
-    coef_x0 = a_prev.sqrt() * sched.betas[t] / (1 - a_t)              # posterior mean, DDPM eq. 7
-    coef_xt = sched.alphas[t].sqrt() * (1 - a_prev) / (1 - a_t)
-    mean = coef_x0.to(x_t.dtype) * x0 + coef_xt.to(x_t.dtype) * x_t
+    mean, _ = q_posterior(sched, x0, x_t, tt)                          # DDPM eq. 7
     if t == 0:
         return mean, x0
     var = sched.posterior_variance[t].clamp(min=1e-20) if variance == "small" else sched.betas[t]

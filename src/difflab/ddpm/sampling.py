@@ -64,12 +64,10 @@ def sample_to_folder(checkpoint_path, *, sampler=None, steps=None, eta=None, gui
                      n: int = 64, seed: int = 0, every: int | None = None, out="results"):
     """`difflab sample`: a labelled grid, the individual images (named by index, class and seed), and with
     `every` the trajectory (x_t and predicted x_0 every K steps). Returns the run folder."""
-    from PIL import Image
-
     from .. import runs
     from ..grids import labelled_grid
     from .checkpoint import load_model
-    from .data import to_uint8
+    from .data import to_pil as pil
 
     model, cfg, step = load_model(checkpoint_path)
     s = cfg.sample.override(sampler, steps, eta, guidance_scale)
@@ -87,9 +85,6 @@ def sample_to_folder(checkpoint_path, *, sampler=None, steps=None, eta=None, gui
                            progress=True)
     images, kept = result if every else (result, None)
     run = runs.new_run_dir(f"sample-{cfg.name}", out)
-
-    def pil(x):
-        return Image.fromarray(to_uint8(x).permute(1, 2, 0).squeeze(-1).numpy()).convert("RGB")
 
     pils = [pil(x) for x in images]
     for i, im in enumerate(pils):

@@ -21,7 +21,7 @@ from .. import config as configs
 from .. import runs
 from ..params import InputError
 from . import checkpoint
-from .data import DataConfig, batch_indices, load_dataset, to_model_range, to_uint8
+from .data import DataConfig, batch_indices, load_dataset, to_model_range, to_pil
 from .diffusion import OBJECTIVES, training_loss
 from .sampling import SAMPLERS, sample_images
 from .schedules import SCHEDULES, Schedule
@@ -126,16 +126,14 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 def save_sample_grid(model, sched, cfg: TrainConfig, path, class_names, seed: int = 0) -> Path:
     """A grid from `model`: one row per class (class-conditional) or rows of 8."""
-    from PIL import Image
-
     from ..grids import labelled_grid
     classes = cfg.model.num_classes
     n = cfg.sample.per_class * (classes or 1)
     labels = torch.arange(classes).repeat_interleave(cfg.sample.per_class) if classes else None
-    images = to_uint8(sample_images(model, sched, n, sampler=cfg.sample.sampler, steps=cfg.sample.steps,
-                                    eta=cfg.sample.eta, guidance_scale=cfg.sample.guidance_scale, labels=labels,
-                                    seed=seed, objective=cfg.diffusion.objective))
-    pils = [Image.fromarray(im.permute(1, 2, 0).squeeze(-1).numpy()).convert("RGB") for im in images]
+    images = sample_images(model, sched, n, sampler=cfg.sample.sampler, steps=cfg.sample.steps, eta=cfg.sample.eta,
+                           guidance_scale=cfg.sample.guidance_scale, labels=labels, seed=seed,
+                           objective=cfg.diffusion.objective)
+    pils = [to_pil(im) for im in images]
     width = cfg.sample.per_class if classes else 8
     rows = [[[im] for im in pils[i:i + width]] for i in range(0, len(pils), width)]
     rows[-1] += [["missing"]] * (width - len(rows[-1]))
