@@ -13,6 +13,7 @@ from .masks import make_mask  # noqa: E402
 from .metadata import read as read_metadata  # noqa: E402
 from .params import SCHEDULERS, GenerationParams, InputError  # noqa: E402
 from .pipelines import Model, load  # noqa: E402
+from .sweep import SweepRun, run_sweep  # noqa: E402
 
-__all__ = ["GeneratedImage", "GenerationParams", "InputError", "Model", "SCHEDULERS", "generate", "load",
-           "make_mask", "read_metadata", "regenerate"]
+__all__ = ["GeneratedImage", "GenerationParams", "InputError", "Model", "SCHEDULERS", "SweepRun", "generate",
+           "load", "make_mask", "read_metadata", "regenerate", "run_sweep"]
