@@ -135,8 +135,29 @@ def build_parser() -> Parser:
     p = sub.add_parser("info", help="print the parameters stored in an image")
     p.add_argument("image")
     p.add_argument("--json", action="store_true", help="print only the JSON record")
-    p = sub.add_parser("demo", help="the offline tour: runs with the tiny model, results under results/")
+    p = sub.add_parser("demo", help="the lab tour: every notebook and the shipped sweeps, one page for all")
+    p.add_argument("--params", default="configs/notebooks/offline.yaml", metavar="FILE",
+                   help="notebook parameters and sweeps (default: offline, tiny model and digits)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a notebook parameter, repeatable")
     p.add_argument("--out", default=str(runs.DEFAULT_ROOT))
+    p = sub.add_parser("app", help="the web UI (Gradio), on http://127.0.0.1:7860 by default")
+    p.add_argument("--model", default="tiny", help="a hub id, a local folder, a .safetensors file, or tiny")
+    p.add_argument("--host", default="127.0.0.1", help="the address to bind (0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    p.add_argument("--results", default=str(runs.DEFAULT_ROOT), help="where images are written and served from")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p = sub.add_parser("notebooks", help="run notebooks in batch with papermill")
+    nb = p.add_subparsers(dest="action", required=True)
+    p = nb.add_parser("run", help="execute notebooks into results/<timestamp>-notebooks/ with a summary")
+    p.add_argument("names", nargs="*", metavar="NAME", help="01, 01_text_to_image, ... (default: all)")
+    p.add_argument("--params", metavar="FILE", help="a parameter file, e.g. configs/notebooks/offline.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a notebook parameter (a YAML value), repeatable")
+    p.add_argument("--out", default=str(runs.DEFAULT_ROOT))
+    p = nb.add_parser("list", help="the notebooks and the parameters each declares")
     return parser
 
 
@@ -252,10 +273,9 @@ def _overrides(args) -> bool:
 
 
 def _write_run(run_dir, args, params, prompts, model, saved, status) -> None:
-    runs.write_json(run_dir / "run.json", {
-        "kind": "generate", "status": status, "command": ["difflab", *sys.argv[1:]], "task": params.task,
-        "model": model.describe(), "params": params.to_dict(), "prompts": prompts,
-        "images": [Path(p).name for p in saved]})
+    runs.write_run_record(run_dir, kind="generate", status=status, command=["difflab", *sys.argv[1:]],
+                          task=params.task, model=model.describe(), params=params.to_dict(), prompts=prompts,
+                          images=[Path(p).name for p in saved])
 
 
 def cmd_info(args) -> int:
@@ -378,10 +398,38 @@ def cmd_eval(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import run_tour
 
-    run_demo(args.out)
+    run_tour(args.params, args.out, args.overrides)
     return 0
+
+
+def cmd_app(args) -> int:
+    if not 0 < args.port < 65536:
+        raise InputError(f"port: {args.port} is not allowed; use 1 .. 65535")
+    pipelines.check_device_dtype(args.device, args.dtype)
+    pipelines.resolve_source(args.model)
+    try:
+        from .app import launch
+    except ImportError as e:
+        raise InputError(f"app: needs gradio ({e.name} is not installed): pip install 'difflab[app]'") from None
+
+    launch(args.model, args.host, args.port, args.share, args.results, args.device, args.dtype)
+    return 0
+
+
+def cmd_notebooks(args) -> int:
+    from . import notebooks
+
+    if args.action == "list":
+        for path in notebooks.available():
+            params = notebooks.declared(path)
+            print(f"{path.stem}: " + ", ".join(f"{k}={v['default']}" for k, v in params.items()))
+        return 0
+    run_dir, results = notebooks.run(args.names, args.params, args.overrides, args.out)
+    print(notebooks.summary_table(results))
+    print(run_dir)
+    return 0 if all(r.status == "ok" for r in results) else 1
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
@@ -393,7 +441,8 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warnings
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
                "sweep": cmd_sweep, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
-               "info": cmd_info, "demo": cmd_demo}[args.command]
+               "info": cmd_info, "demo": cmd_demo, "notebooks": cmd_notebooks,
+               "app": cmd_app}[args.command]
     try:
         return handler(args)
     except InputError as e:

@@ -1,50 +1,74 @@
-"""`make demo`: difflab's main job, offline, with the tiny model.
+"""`make demo`: the lab tour. Every notebook, then the shipped sweeps, then one page that links it all.
 
-A text-to-image batch, an inpainting batch, and two of the shipped sweeps (guidance x seed, and the inpainting
-"realistic green dragon" strength x guidance), each through the `difflab` command line as a user would run it.
+Offline (configs/notebooks/offline.yaml) it uses the tiny Stable Diffusion pipeline and a DDPM trained here on
+scikit-learn's digits; `--params configs/notebooks/gpu.yaml` runs the same tour with a real model on a GPU.
+Results: results/<timestamp>-tour/{notebooks/, sweeps/, index.html}.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-from .samples import sample_photo_file
+from . import notebooks, report, runs
+from .params import InputError
 
-DEMO_PROMPTS = ["a watercolor fox in a snowy forest", "a lighthouse at dusk, oil painting",
-                "an astronaut riding a horse on the moon"]
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sweeps"
+OFFLINE = "configs/notebooks/offline.yaml"
+SWEEPS = notebooks.REPO / "configs" / "sweeps"
 
 
-def run_demo(out: str = "results") -> None:
-    from .cli import main
+def _title(path: Path) -> str:
+    """A notebook's first markdown heading."""
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "markdown":
+            return "".join(cell["source"]).splitlines()[0].lstrip("# ").strip()
+    return path.stem
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    prompts_file = sample_photo_file().parent / "demo-prompts.txt"
-    prompts_file.write_text("\n".join(DEMO_PROMPTS) + "\n")
-    photo = sample_photo_file("china", 128)
-    steps = [
-        ["generate", "--model", "tiny", "--prompts-file", str(prompts_file), "--num-images", "2", "--seed", "0",
-         "--steps", "20", "--scheduler", "dpm++_2m_karras", "--out", out, "--name", "demo-text2img"],
-        ["inpaint", "--model", "tiny", "--image", str(photo), "--box", "0.3,0.35,0.75,0.9",
-         "--prompt", "a realistic green dragon", "--negative-prompt", "cartoon", "--num-images", "2",
-         "--seed", "0", "--steps", "20", "--feather", "3", "--out", out, "--name", "demo-inpaint"],
-        ["sweep", str(CONFIGS / "guidance.yaml"), "--set", "model=tiny", "--set", "name=demo-guidance",
-         "--out", out],
-        ["sweep", str(CONFIGS / "inpaint_dragon.yaml"), "--set", "model=tiny", "--set", "image=sample:china:128",
-         "--set", "params.num_inference_steps=20", "--set", "name=demo-inpaint-dragon", "--out", out],
-    ]
-    before = set(Path(out).glob("*")) if Path(out).exists() else set()
-    for argv in steps:
-        print(f"\n$ difflab {' '.join(argv)}", file=sys.stderr)
-        if main(argv) != 0:
-            raise SystemExit(f"demo: `difflab {argv[0]}` failed")
-    made = sorted(set(Path(out).glob("*")) - before)
-    print("\nDemo done (tiny random-weight model: the images are noise; the machinery is real). Results:",
-          file=sys.stderr)
-    for run in made:
-        page = run / "index.html"
-        print(f"  {page if page.exists() else run}", file=sys.stderr)
-    print("Every PNG carries its parameters: `difflab info FILE`; `difflab generate --from FILE` remakes it.",
-          file=sys.stderr)
+
+def _about(config: Path) -> str:
+    """A sweep config's first comment line: what it shows."""
+    for line in config.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def run_tour(params_file=OFFLINE, out=runs.DEFAULT_ROOT, overrides=()) -> Path:
+    """Run the tour; returns its index.html. Failing parts are reported on the page and in the exit status."""
+    from .sweep import run_sweep
+
+    if params_file == OFFLINE:  # nothing in it needs the network: fail at once rather than wait for one
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    params = notebooks.load_params(params_file, overrides)  # checked before anything runs
+    for name in params["sweeps"]:
+        if not (SWEEPS / name).is_file():
+            raise InputError(f"sweeps: {name!r} in {params_file} is not a shipped sweep in configs/sweeps/")
+    tour = runs.new_run_dir("tour", out)
+    print(f"The lab tour: {tour}", file=sys.stderr)
+    _, results = notebooks.run(params_file=params_file, overrides=overrides, run_dir=tour / "notebooks")
+    sweeps = []
+    for name, sets in params["sweeps"].items():
+        print(f"--- sweep {name}", file=sys.stderr, flush=True)
+        entry = {"name": name, "about": _about(SWEEPS / name), "folder": "", "grids": [], "error": ""}
+        try:
+            run = run_sweep(SWEEPS / name, list(sets or []), out=tour / "sweeps")
+            entry.update(folder=str(run.dir), grids=[str(p) for p in run.grid_paths()],
+                         error=f"{len(run.failed)} images failed" if run.failed else "")
+        except (InputError, RuntimeError, OSError) as e:
+            entry["error"] = f"{type(e).__name__}: {e}"
+        sweeps.append(entry)
+    pages = [{**asdict(r), "title": _title(Path(notebooks.NOTEBOOKS / Path(r.notebook).name))} for r in results]
+    intro = (f"Parameters: {params_file}. Every image carries its parameters (`difflab info FILE`); "
+             "`difflab generate --from FILE` makes it again.")
+    page = runs.atomic_write(tour / "index.html",
+                             report.tour_page("difflab: the lab tour", intro, pages, sweeps, str(tour)))
+    print("\n" + notebooks.summary_table(results), file=sys.stderr)
+    for s in sweeps:
+        print(f"sweep {s['name']}: {'ok' if not s['error'] else s['error']}", file=sys.stderr)
+    print(f"\nThe tour: {page}", file=sys.stderr)
+    if any(r.status != "ok" for r in results) or any(s["error"] for s in sweeps):
+        raise SystemExit(1)
+    return page

@@ -55,3 +55,42 @@ def sweep_page(run) -> str:
                    f"<td>{params}</td></tr>")
     out.append("</table>")
     return "\n".join(out) + "\n"
+
+
+def _media(path: str, base: str) -> str:
+    rel = _e(os.path.relpath(path, base))
+    if path.lower().endswith((".png", ".gif", ".jpg", ".jpeg")):
+        return f"<a href='{rel}'><img class='grid' loading='lazy' src='{rel}'></a>"
+    if os.path.isdir(path):
+        return f"<a href='{rel}/index.html'>{rel}/index.html</a>"
+    return f"<a href='{rel}'>{rel}</a>"
+
+
+def tour_page(title: str, intro: str, notebooks: list[dict], sweeps: list[dict], base: str) -> str:
+    """The lab tour: each notebook (status, time, executed copy, what it made, its numbers), then each sweep.
+
+    notebooks: Result dicts from difflab.notebooks plus 'title'; sweeps: {name, about, folder, grids, error}.
+    """
+    out = [f"<!doctype html><meta charset='utf-8'><title>{_e(title)}</title><style>{STYLE}</style>",
+           f"<h1>{_e(title)}</h1><p>{_e(intro)}</p><h2>Notebooks</h2><ul>"]
+    out += [f"<li><a href='#{_e(n['name'])}'>{_e(n['title'])}</a>: {_e(n['status'])}, {n['seconds']:.0f} s</li>"
+            for n in notebooks]
+    out.append("</ul>")
+    for n in notebooks:
+        out.append(f"<h2 id='{_e(n['name'])}'>{_e(n['title'])}</h2><p>{_e(n['status'])} in {n['seconds']:.0f} s "
+                   f"· executed notebook: {_media(n['notebook'], base)}</p>")
+        if n["error"]:
+            out.append(f"<p class='failed'>{_e(n['error'])}</p>")
+        if n["numbers"]:
+            out.append("<p>" + " · ".join(f"{_e(k)} = <code>{_e(v)}</code>" for k, v in n["numbers"].items()) + "</p>")
+        for a in n["artifacts"]:
+            out.append(f"<h3>{_e(a['caption'])}</h3>{_media(a['path'], base)}")
+    out.append("<h2>Shipped sweeps</h2>")
+    for s in sweeps:
+        out.append(f"<h3>{_e(s['name'])}</h3><p>{_e(s['about'])}</p>")
+        if s["error"]:
+            out.append(f"<p class='failed'>{_e(s['error'])}</p>")
+        if s["folder"]:
+            out.append(f"<p>{_media(s['folder'], base)}</p>")
+        out += [_media(g, base) for g in s["grids"]]
+    return "\n".join(out) + "\n"

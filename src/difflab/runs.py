@@ -74,3 +74,11 @@ def save_image(image, path, pnginfo=None) -> Path:
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=pnginfo)
     return atomic_write(path, buf.getvalue())
+
+
+def write_run_record(run_dir, *, kind: str, status: str, command: list, task: str, model: dict, params: dict,
+                     prompts: list, images: list) -> Path:
+    """run.json of a generation run (the CLI's and the web UI's): what made the images, and whether it finished."""
+    return write_json(Path(run_dir) / "run.json", {
+        "kind": kind, "status": status, "command": command, "task": task, "model": model, "params": params,
+        "prompts": prompts, "images": images})

@@ -330,8 +330,11 @@ def check_inputs(resolved: dict) -> None:
         prepare(cell.params, resolved["image"], resolved["mask_image"])
 
 
-def execute(run_dir, progress: bool = True) -> "SweepRun":
-    """Generate what is missing in `run_dir`, as one of N processes when launched with accelerate."""
+def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "SweepRun":
+    """Generate what is missing in `run_dir`, as one of N processes when launched with accelerate.
+
+    model: an already loaded Model to use when it is the sweep's model (the web UI's); stop_event: a threading.Event
+    that ends the sweep after the current batch, like Ctrl-C (resumable)."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
     from tqdm.auto import tqdm
@@ -357,14 +360,16 @@ def execute(run_dir, progress: bool = True) -> "SweepRun":
         device = resolved["device"]
         if state.num_processes > 1 and device == "auto":
             device = str(state.device)
-        model = load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"],
-                     lora=resolved["lora"], textual_inversion=resolved["textual_inversion"], progress=False)
+        if model is None or model.source.name != resolved["model"] or resolved["lora"] or resolved["textual_inversion"]:
+            model = load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"],
+                         lora=resolved["lora"], textual_inversion=resolved["textual_inversion"], progress=False)
         total = sum(len(b) for b in mine)
         bar = tqdm(total=total, initial=total - sum(len(b) for b in todo), unit="img", disable=not progress,
                    desc=f"sweep {resolved['name']}" + (f" [rank {state.process_index}]" if state.num_processes > 1 else ""))
         with _StopAfterBatch() as stop:
             for batch in todo:
-                if stop.requested:
+                if stop.requested or (stop_event is not None and stop_event.is_set()):
+                    stop.requested = True
                     break
                 _run_batch(model, batch, run_dir, resolved, done)
                 bar.update(len(batch))

@@ -1,0 +1,467 @@
+"""The web UI: `difflab app`. Gradio Blocks over the very calls the CLI makes, one generation at a time.
+
+Tabs: text to image, image to image, inpaint (draw the mask, or give boxes), sweep, gallery. Every request is
+validated by `GenerationParams` (bad input is a message in the page, never a traceback), runs on a worker thread
+that holds the device lock, streams a preview every step, and stops within one step on Cancel. Images are written
+to results/ with the CLI's metadata. The server binds 127.0.0.1 and serves files from results/ and its own
+assets only.
+"""
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import yaml
+
+from . import masks, metadata, runs
+from .params import SCHEDULERS, GenerationParams, InputError
+from .sweep import AXIS_PARAMS
+
+TEXT2IMG_AXES = [name for name, (_, _, tasks) in AXIS_PARAMS.items() if "text2img" in tasks]
+PREVIEW_EVERY = 1  # steps between live previews (a cheap latent -> RGB map: no VAE decode)
+
+
+# --- turning form values into validated requests
+
+def prompts_of(text: str) -> list[str]:
+    """Several prompts, one per line, run as a batch; blank lines are skipped."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines or [""]
+
+
+def parse_boxes(text: str) -> list[tuple[float, ...]]:
+    """Boxes, one per line: x0,y0,x1,y1 in pixels or as fractions of the size."""
+    return [masks.parse_box(line.strip(), "boxes") for line in (text or "").splitlines() if line.strip()]
+
+
+def drawn_mask(editor) -> tuple[object, object]:
+    """(image, mask) from the ImageEditor's value: the background, and white wherever a layer was painted."""
+    from PIL import Image
+
+    if not editor or editor.get("background") is None:
+        return None, None
+    image = editor["background"].convert("RGB")
+    mask = Image.new("L", image.size, 0)
+    for layer in editor.get("layers") or []:
+        if layer is not None:
+            alpha = layer.convert("RGBA").getchannel("A").resize(image.size)
+            mask.paste(255, (0, 0), alpha.point(lambda v: 255 if v > 0 else 0))
+    return image, (mask if mask.getbbox() else None)
+
+
+def request(task: str, prompt: str, negative_prompt: str, steps, guidance, width, height, seed, num_images,
+            scheduler, strength=None, boxes: str = "", mask_blur=0.0, keep_unmasked=False) -> GenerationParams:
+    """One validated request from the form; raises InputError naming the field, as the CLI does."""
+    fields = {"task": task, "prompt": prompt, "negative_prompt": negative_prompt or "",
+              "num_inference_steps": _int(steps, "num_inference_steps"), "guidance_scale": guidance,
+              "seed": _int(seed, "seed"), "num_images": _int(num_images, "num_images"),
+              "scheduler": None if scheduler in (None, "", "default") else scheduler}
+    if task == "text2img":
+        fields.update(width=_int(width, "width") or None, height=_int(height, "height") or None)
+    else:
+        fields["strength"] = strength
+    if task == "inpaint":
+        fields.update(boxes=parse_boxes(boxes), mask_blur=mask_blur or 0.0, keep_unmasked=bool(keep_unmasked))
+    return GenerationParams.from_dict(fields).validate()
+
+
+def _int(value, field: str):
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        raise InputError(f"{field}: {value!r} is not allowed; use a whole number")
+    return int(value)
+
+
+# --- the worker: one generation at a time on the device
+
+class Studio:
+    """The loaded model, the device lock, and the cancel flag of the job under way."""
+
+    def __init__(self, model: str, results, device: str = "auto", dtype: str = "auto"):
+        self.model_name, self.device, self.dtype = model, device, dtype
+        self.results = Path(results).resolve()
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.cancel = threading.Event()
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from .pipelines import load
+            self._model = load(self.model_name, device=self.device, dtype=self.dtype, progress=False)
+        return self._model
+
+    def run(self, requests: list[GenerationParams], image, mask, events: queue.Queue) -> None:
+        """Generate every request into one run folder; report previews, results and errors on `events`."""
+        from .generate import generate
+        from .viz import latent_preview
+
+        with self.lock:
+            self.cancel.clear()
+            saved, run_dir, status = [], None, "complete"
+            try:
+                model = self.model
+                for params in requests:
+                    total = params.num_inference_steps
+
+                    def on_step(pipe, i, t, kwargs, total=total):
+                        if self.cancel.is_set():
+                            pipe._interrupt = True  # diffusers skips the remaining steps
+                        elif (i + 1) % PREVIEW_EVERY == 0:
+                            events.put(("preview", (i + 1, total, latent_preview(kwargs["latents"][0]))))
+                        return kwargs
+
+                    batch = generate(model, params, image=image, mask_image=mask, callback=on_step)
+                    if self.cancel.is_set():
+                        status = "interrupted"
+                        break
+                    if run_dir is None:
+                        run_dir = runs.new_run_dir(f"app-{params.task}-{params.prompt or 'image'}", self.results)
+                        if mask is not None or params.boxes:
+                            from .inputs import prepare
+                            prepared = prepare(params, image, mask)
+                            runs.save_image(prepared.mask, run_dir / "mask.png")
+                    for item in batch:
+                        saved.append(item.save(run_dir / f"{len(saved):04d}-{item.record['seed']}.png"))
+                    events.put(("images", list(saved)))
+                if run_dir is not None:
+                    runs.write_run_record(run_dir, kind="generate", status=status, command=["difflab", "app"],
+                                          task=requests[0].task, model=model.describe(),
+                                          params=requests[0].to_dict(), prompts=[r.prompt for r in requests],
+                                          images=[p.name for p in saved])
+                events.put(("done", (status, run_dir, saved)))
+            except InputError as e:
+                events.put(("error", str(e)))
+            except Exception as e:  # noqa: BLE001  (shown in the page as one line; the server goes on)
+                events.put(("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
+
+
+def _files(paths) -> list[str]:
+    return [str(p) for p in paths]
+
+
+def generation_stream(studio: Studio, requests, image, mask, progress):
+    """Run on a worker thread and yield (preview, gallery, status, details) as it goes."""
+    events: queue.Queue = queue.Queue()
+    worker = threading.Thread(target=studio.run, args=(requests, image, mask, events), daemon=True)
+    worker.start()
+    n = len(requests)
+    try:
+        while True:
+            kind, payload = events.get()
+            if kind == "preview":
+                step, total, image_now = payload
+                progress((step, total), desc=f"step {step}/{total}")
+                yield image_now, gr.skip(), f"Step {step}/{total} of {n} prompt(s)…", gr.skip()
+            elif kind == "images":
+                yield gr.skip(), _files(payload), f"{len(payload)} image(s) saved…", gr.skip()
+            elif kind == "error":
+                raise gr.Error(payload, print_exception=False)
+            else:
+                status, run_dir, saved = payload
+                text = (f"Cancelled: {len(saved)} image(s) kept" if status == "interrupted"
+                        else f"Done: {len(saved)} image(s) in `{run_dir}`")
+                yield gr.skip(), _files(saved), text, {"status": status, "run": str(run_dir) if run_dir else None,
+                                                      "files": _files(saved)}
+                return
+    finally:  # the page cancelled this event, or it ended: stop the worker at its next step
+        if worker.is_alive():
+            studio.cancel.set()
+
+
+# --- the page
+
+def build(studio: Studio):
+    schedulers = ["default", *SCHEDULERS]
+
+    def params_column(task: str):
+        """The shared parameter widgets of one generation tab."""
+        c = {}
+        c["prompt"] = gr.Textbox(label="Prompt (one per line: a batch)", lines=3, elem_id=f"{task}-prompt")
+        c["negative"] = gr.Textbox(label="Negative prompt", lines=1)
+        with gr.Row():
+            c["steps"] = gr.Slider(1, 150, value=30, step=1, label="Steps")
+            c["guidance"] = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
+        if task == "text2img":
+            with gr.Row():
+                c["width"] = gr.Slider(0, 2048, value=0, step=8, label="Width (0: the model's default)")
+                c["height"] = gr.Slider(0, 2048, value=0, step=8, label="Height (0: the model's default)")
+        with gr.Row():
+            c["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+            c["dice"] = gr.Button("Random seed", scale=0)
+            c["num_images"] = gr.Slider(1, 16, value=1, step=1, label="Images per prompt")
+        c["scheduler"] = gr.Dropdown(schedulers, value="default", label="Scheduler")
+        if task != "text2img":
+            c["strength"] = gr.Slider(0.01, 1.0, value=0.8 if task == "img2img" else 1.0, step=0.01,
+                                      label="Strength (denoising)")
+        c["dice"].click(lambda: -1, None, c["seed"], queue=False, api_visibility="private")
+        return c
+
+    def outputs_column(task: str):
+        o = {}
+        with gr.Row():
+            o["go"] = gr.Button("Generate", variant="primary", elem_id=f"{task}-generate")
+            o["cancel"] = gr.Button("Cancel", variant="stop", elem_id=f"{task}-cancel")
+        o["preview"] = gr.Image(label="Live preview", type="pil", height=256, interactive=False)
+        o["gallery"] = gr.Gallery(label="Results (saved in results/)", columns=4, height="auto",
+                                  elem_id=f"{task}-gallery")
+        o["status"] = gr.Markdown(elem_id=f"{task}-status")
+        o["details"] = gr.JSON(label="Files", visible=False)
+        with gr.Row():
+            o["to_img2img"] = gr.Button("Send selected to image to image")
+            o["to_inpaint"] = gr.Button("Send selected to inpaint")
+        return o
+
+    def wire(task: str, c: dict, o: dict, extra_inputs: list, make):
+        """Generate (streaming, one at a time on the device) and Cancel (within one step)."""
+        def start(*values, progress=gr.Progress()):
+            try:
+                requests, image, mask = make(*values)
+            except InputError as e:
+                raise gr.Error(str(e), print_exception=False)
+            yield from generation_stream(studio, requests, image, mask, progress)
+
+        common = [c["prompt"], c["negative"], c["steps"], c["guidance"]]
+        event = o["go"].click(start, common + extra_inputs, [o["preview"], o["gallery"], o["status"], o["details"]],
+                              api_name=task, concurrency_limit=1, concurrency_id="device")
+        o["cancel"].click(studio.cancel.set, None, None, cancels=[event], queue=False, api_name=f"cancel_{task}")
+
+    with gr.Blocks(title="difflab") as page:
+        gr.Markdown(f"## difflab · `{studio.model_name}` · results in `{studio.results}`")
+        selected = gr.State(None)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Text to image", id="text2img"):
+                with gr.Row():
+                    with gr.Column():
+                        t2i = params_column("text2img")
+                    with gr.Column():
+                        t2i_out = outputs_column("text2img")
+            with gr.Tab("Image to image", id="img2img"):
+                with gr.Row():
+                    with gr.Column():
+                        i2i_image = gr.Image(label="Input image", type="pil", elem_id="img2img-image")
+                        i2i = params_column("img2img")
+                    with gr.Column():
+                        i2i_out = outputs_column("img2img")
+            with gr.Tab("Inpaint", id="inpaint"):
+                with gr.Row():
+                    with gr.Column():
+                        editor = gr.ImageEditor(label="Image: paint the area to repaint", type="pil",
+                                                brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
+                                                layers=False, elem_id="inpaint-editor")
+                        boxes = gr.Textbox(label="Boxes, one per line: x0,y0,x1,y1 (pixels or fractions)", lines=2)
+                        with gr.Row():
+                            mask_blur = gr.Slider(0, 32, value=4, step=1, label="Mask blur")
+                            keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly")
+                        inp = params_column("inpaint")
+                    with gr.Column():
+                        inp_out = outputs_column("inpaint")
+            with gr.Tab("Sweep", id="sweep"):
+                sweep_tab(studio, schedulers)
+            with gr.Tab("Gallery", id="gallery"):
+                gallery_ui = gallery_tab(studio)
+
+        def make_text2img(prompt, negative, steps, guidance, width, height, seed, n, scheduler):
+            return [request("text2img", p, negative, steps, guidance, width, height, seed, n, scheduler)
+                    for p in prompts_of(prompt)], None, None
+
+        def make_img2img(prompt, negative, steps, guidance, seed, n, scheduler, strength, image):
+            reqs = [request("img2img", p, negative, steps, guidance, None, None, seed, n, scheduler, strength)
+                    for p in prompts_of(prompt)]
+            if image is None:
+                raise InputError("image: give an input image (upload one, or send one from another tab)")
+            return reqs, image.convert("RGB"), None
+
+        def make_inpaint(prompt, negative, steps, guidance, seed, n, scheduler, strength, editor_value, box_text,
+                         blur, keep_unmasked):
+            reqs = [request("inpaint", p, negative, steps, guidance, None, None, seed, n, scheduler, strength,
+                            box_text, blur, keep_unmasked) for p in prompts_of(prompt)]
+            image, mask = drawn_mask(editor_value)
+            if image is None:
+                raise InputError("image: give an image to inpaint (upload one, or send one from another tab)")
+            if mask is None and not reqs[0].boxes:
+                raise InputError("mask_image: paint the area to repaint on the image, or give boxes")
+            return reqs, image, mask
+
+        shared = lambda c: [c["seed"], c["num_images"], c["scheduler"]]  # noqa: E731
+        wire("text2img", t2i, t2i_out, [t2i["width"], t2i["height"], *shared(t2i)], make_text2img)
+        wire("img2img", i2i, i2i_out, [*shared(i2i), i2i["strength"], i2i_image], make_img2img)
+        wire("inpaint", inp, inp_out, [*shared(inp), inp["strength"], editor, boxes, mask_blur, keep], make_inpaint)
+
+        # --- moving images between tabs
+
+        def to_img2img(path):
+            if not path:
+                raise gr.Error("Select an image in the results first", print_exception=False)
+            return path, gr.Tabs(selected="img2img")
+
+        def to_inpaint(path):
+            if not path:
+                raise gr.Error("Select an image in the results first", print_exception=False)
+            return {"background": path, "layers": [], "composite": path}, gr.Tabs(selected="inpaint")
+
+        for out in (t2i_out, i2i_out, inp_out, gallery_ui):
+            out["gallery"].select(remember, None, selected, queue=False, api_visibility="private")
+            out["to_img2img"].click(to_img2img, selected, [i2i_image, tabs], queue=False, api_visibility="private")
+            out["to_inpaint"].click(to_inpaint, selected, [editor, tabs], queue=False, api_visibility="private")
+
+        # --- reuse the parameters of an image from the gallery in the text-to-image tab
+        def reuse(path):
+            try:
+                return (*reused_fields(path), gr.Tabs(selected="text2img"))
+            except InputError as e:
+                raise gr.Error(str(e), print_exception=False)
+
+        gallery_ui["reuse"].click(reuse, selected, [t2i["prompt"], t2i["negative"], t2i["steps"], t2i["guidance"],
+                                                    t2i["width"], t2i["height"], t2i["seed"], t2i["num_images"],
+                                                    t2i["scheduler"], tabs], api_name="reuse")
+        gallery_ui["gallery"].select(describe, None, gallery_ui["info"], queue=False, api_visibility="private")
+    return page
+
+
+def reused_fields(path) -> tuple:
+    """The text-to-image form's values (prompt, negative, steps, guidance, width, height, seed, images,
+    scheduler) from an image's stored parameters."""
+    if not path:
+        raise InputError("image: select an image in the gallery first")
+    record = metadata.read(path)["difflab"]
+    if not record:
+        raise InputError(f"image: {Path(path).name} carries no difflab parameters")
+    return (record["prompt"], record["negative_prompt"], record["num_inference_steps"], record["guidance_scale"],
+            record.get("width") or 0, record.get("height") or 0, record["seed"], 1,
+            record.get("scheduler") or "default")
+
+
+def remember(event: gr.SelectData):
+    """The file of the image selected in a gallery."""
+    return event.value["image"]["path"] if isinstance(event.value, dict) else event.value
+
+
+def describe(event: gr.SelectData) -> str:
+    return _describe(remember(event))
+
+
+def _describe(path) -> str:
+    meta = metadata.read(path)
+    return f"**{Path(path).name}**\n\n```\n{meta['parameters'] or 'no parameters stored'}\n```"
+
+
+def sweep_tab(studio: Studio, schedulers) -> None:
+    """Pick x and y axes and their values over one text-to-image request; see the labelled grid."""
+    from . import sweep
+
+    with gr.Row():
+        with gr.Column():
+            prompt = gr.Textbox(label="Prompt", lines=2, elem_id="sweep-prompt")
+            negative = gr.Textbox(label="Negative prompt")
+            with gr.Row():
+                steps = gr.Slider(1, 150, value=20, step=1, label="Steps")
+                guidance = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
+                seed = gr.Number(value=1, precision=0, label="Seed")
+            scheduler = gr.Dropdown(schedulers, value="default", label="Scheduler")
+            with gr.Row():
+                x_param = gr.Dropdown(TEXT2IMG_AXES, value="guidance_scale", label="X axis")
+                x_values = gr.Textbox(value="1, 4, 7.5", label="X values (comma-separated)")
+            with gr.Row():
+                y_param = gr.Dropdown(["(none)", *TEXT2IMG_AXES], value="seed", label="Y axis")
+                y_values = gr.Textbox(value="1, 2", label="Y values")
+            with gr.Row():
+                go = gr.Button("Run sweep", variant="primary")
+                cancel = gr.Button("Stop after this batch", variant="stop")
+        with gr.Column():
+            grid = gr.Image(label="Grid", type="filepath", interactive=False)
+            status = gr.Markdown()
+    stop = threading.Event()
+
+    def values_of(text: str, field: str) -> list:
+        try:
+            values = yaml.safe_load(f"[{text}]")
+        except yaml.YAMLError:
+            raise InputError(f"{field}: {text!r} is not a comma-separated list of values") from None
+        if not values:
+            raise InputError(f"{field}: give at least one value")
+        return values
+
+    def run(prompt, negative, steps, guidance, seed, scheduler, x_param, x_values, y_param, y_values,
+            progress=gr.Progress()):
+        try:
+            config = {"name": f"app-{x_param}" + (f"-{y_param}" if y_param != "(none)" else ""),
+                      "model": studio.model_name, "device": studio.device, "dtype": studio.dtype,
+                      "params": {"prompt": prompt, "negative_prompt": negative or "",
+                                 "num_inference_steps": _int(steps, "num_inference_steps"),
+                                 "guidance_scale": guidance, "seed": _int(seed, "seed"),
+                                 **({} if scheduler in (None, "default") else {"scheduler": scheduler})},
+                      "x": {"param": x_param, "values": values_of(x_values, "x.values")}}
+            if y_param and y_param != "(none)":
+                config["y"] = {"param": y_param, "values": values_of(y_values, "y.values")}
+            run_dir = sweep.prepare_run(sweep.resolve(config), studio.results)
+        except InputError as e:
+            raise gr.Error(str(e), print_exception=False)
+        total = len(sweep.plan(sweep.load_resolved(run_dir)))
+        failure = []
+
+        def work():
+            with studio.lock:
+                stop.clear()
+                try:
+                    sweep.execute(run_dir, progress=False, model=studio.model, stop_event=stop)
+                except KeyboardInterrupt:
+                    pass
+                except Exception as e:  # noqa: BLE001
+                    failure.append(f"{type(e).__name__}: {e}")
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        while worker.is_alive():
+            done = len(sweep.read_manifest(run_dir))
+            progress((done, total), desc=f"{done}/{total} images")
+            yield gr.skip(), f"{done}/{total} images…"
+            time.sleep(0.3)
+        if failure:
+            raise gr.Error(failure[0], print_exception=False)
+        result = sweep.SweepRun(run_dir)
+        grids = result.grid_paths()
+        if not result.complete:
+            yield None, f"Stopped: {len(result.images)}/{total} images in `{run_dir}` (`difflab sweep --resume {run_dir}`)"
+            return
+        yield str(grids[0]), f"Done: {len(result.images)} images, {len(result.failed)} failed · `{run_dir}/index.html`"
+
+    go.click(run, [prompt, negative, steps, guidance, seed, scheduler, x_param, x_values, y_param, y_values],
+             [grid, status], api_name="sweep", concurrency_limit=1, concurrency_id="device")
+    cancel.click(stop.set, None, None, queue=False, api_name="cancel_sweep")
+
+
+def gallery_tab(studio: Studio) -> dict:
+    """Browse results/: newest first, each image's parameters, and reuse them."""
+    def images():
+        found = [p for p in studio.results.glob("**/*.png")
+                 if not p.name.startswith(("grid", "mask")) and ".gradio" not in p.parts]
+        return [str(p) for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:200]]
+
+    with gr.Row():
+        with gr.Column(scale=2):
+            refresh = gr.Button("Refresh")
+            gallery = gr.Gallery(value=images, label="results/", columns=6, height="auto", elem_id="gallery-all")
+        with gr.Column(scale=1):
+            info = gr.Markdown("Select an image to see its parameters.")
+            reuse = gr.Button("Reuse these parameters", variant="primary")
+            to_img2img = gr.Button("Send to image to image")
+            to_inpaint = gr.Button("Send to inpaint")
+    refresh.click(images, None, gallery, api_name="gallery")
+    return {"gallery": gallery, "info": info, "reuse": reuse, "to_img2img": to_img2img, "to_inpaint": to_inpaint}
+
+
+def launch(model: str = "tiny", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           results=runs.DEFAULT_ROOT, device: str = "auto", dtype: str = "auto", block: bool = True):
+    """Start the server (one job at a time; only results/ and Gradio's own files are served)."""
+    studio = Studio(model, results, device, dtype)
+    studio.model  # load now: a bad model fails here, not at the first click
+    page = build(studio)
+    page.queue(default_concurrency_limit=1)
+    page.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(studio.results)],
+                prevent_thread_lock=not block, quiet=not block, show_error=True)
+    return page

@@ -1,0 +1,156 @@
+"""The notebooks: committed clean and thin, and every one executed through papermill offline (quick)."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import difflab
+from difflab import InputError, notebooks
+from difflab.cli import main
+
+OFFLINE = "configs/notebooks/offline.yaml"
+NAMES = ["01_text_to_image", "02_inpainting", "03_image_to_image", "04_ddpm_from_scratch",
+         "05_inside_stable_diffusion"]
+
+
+@pytest.mark.parametrize("path", notebooks.available(), ids=lambda p: p.stem)
+def test_notebooks_are_committed_clean_and_thin(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert nb["cells"][0]["cell_type"] == "markdown" and "".join(nb["cells"][0]["source"]).startswith("# ")
+    assert not any(c["outputs"] or c["execution_count"] for c in code)
+    tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    declared = notebooks.declared(path)
+    assert {"out", "quick"} <= set(declared) and declared["out"]["default"] == "None"
+    source = "\n".join("".join(c["source"]) for c in code)
+    assert not re.search(r"^\s*(def|class)\s", source, re.M)
+    assert 'if "google.colab" in sys.modules' in "".join(code[0]["source"])  # installs only in Colab
+    assert "notebooks.record(" in "".join(code[-1]["source"])              # the last cell records
+
+
+def test_select_and_parameter_errors():
+    assert [p.stem for p in notebooks.select()] == NAMES
+    assert [p.stem for p in notebooks.select(["03", "01_text_to_image"])] == [NAMES[2], NAMES[0]]
+    with pytest.raises(InputError, match="notebook: '09' is not known; choose from 01_text_to_image"):
+        notebooks.select(["09"])
+    with pytest.raises(InputError, match="set: 'stepz' is not a parameter of the chosen notebooks"):
+        notebooks.run(["01"], OFFLINE, ["stepz=3"])
+    params = notebooks.load_params(OFFLINE, ["train_steps=5", "model=tiny"])
+    shares = notebooks.shares(notebooks.select(["01", "04"]), params)
+    assert shares[notebooks.select(["01"])[0]] == {"model": "tiny", "device": "cpu", "dtype": "float32", "quick": False}
+    assert shares[notebooks.select(["04"])[0]]["train_steps"] == 5
+
+
+def test_notebooks_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["notebooks", "run", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["notebooks", "run", "--params", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
+    (tmp_path / "p.yaml").write_text("parameterz: {}\n")
+    assert main(["notebooks", "run", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "notebook: 'nope'" in err[0] and "missing.yaml" in err[1] and "parameterz" in err[2]
+    assert list(tmp_path.iterdir()) == [tmp_path / "p.yaml"]  # nothing written
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Every notebook, offline parameters, quick: the way `difflab notebooks run` runs them."""
+    out = tmp_path_factory.mktemp("notebooks")
+    run_dir, results = notebooks.run(params_file=OFFLINE, overrides=["quick=true"], out=out, progress=False)
+    return run_dir, {r.name: r for r in results}
+
+
+def _artifacts(result):
+    return {a["caption"]: Path(a["path"]) for a in result.artifacts}
+
+
+def test_every_notebook_runs_offline_and_records_what_it_made(executed):
+    run_dir, results = executed
+    assert list(results) == NAMES
+    assert {n: r.status for n, r in results.items()} == {n: "ok" for n in NAMES}, [r.error for r in results.values()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [r["name"] for r in summary["results"]] == NAMES and summary["parameters"]["quick"] is True
+    assert re.search(r"^01_text_to_image +ok +\d", (run_dir / "summary.txt").read_text(), re.M)
+    for result in results.values():
+        executed_nb = json.loads(Path(result.notebook).read_text())
+        injected = [c for c in executed_nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert injected and "quick = True" in "".join(injected[0]["source"])
+        assert any(c.get("outputs") for c in executed_nb["cells"] if c["cell_type"] == "code")
+        assert len(result.artifacts) >= 3
+        for caption, path in _artifacts(result).items():
+            assert path.exists() and str(path).startswith(str(run_dir)), caption
+            if path.suffix in (".png", ".gif"):
+                with Image.open(path) as im:
+                    assert im.width >= 64 and im.height >= 64, caption
+
+
+def test_sweeps_made_by_notebooks_hold_images_with_metadata(executed):
+    _, results = executed
+    sweeps = [p for r in results.values() for p in _artifacts(r).values() if p.is_dir() and (p / "sweep.yaml").exists()]
+    assert len(sweeps) == 3
+    for folder in sweeps:
+        run = difflab.SweepRun(folder)
+        assert run.complete and not run.failed
+        for entry in run.images:
+            meta = difflab.read_metadata(entry["path"])
+            record = meta["difflab"]
+            assert meta["parameters"].startswith(record["prompt"])
+            assert record["seed"] == entry["seed"] and record["model"]["name"].startswith("tiny")
+
+
+def test_notebook_figures_are_in_range(executed):
+    _, results = executed
+    assert results["02_inpainting"].numbers["unmasked_pixels_unchanged"] is True
+    ddpm = results["04_ddpm_from_scratch"].numbers
+    assert ddpm["train_steps"] == 100 and ddpm["last_loss"] < 0.6 * ddpm["first_loss"]
+    assert ddpm["alpha_bar_T"] < 1e-3
+    gif = _artifacts(results["04_ddpm_from_scratch"])["DDIM sampling, step by step"]
+    assert Image.open(gif).n_frames == 50
+    inside = results["05_inside_stable_diffusion"].numbers
+    assert inside["trajectory_frames"] == math.ceil(10 / 3) and inside["attention_map_size"] == [16, 16]
+    assert inside["tokens"] == len("a red fox sitting in the snow".replace(" ", ""))  # byte-level tiny tokenizer
+    side_by_side = _artifacts(results["05_inside_stable_diffusion"])["Trajectories under each guidance scale, side by side"]
+    assert Image.open(side_by_side).n_frames == inside["trajectory_frames"]
+
+
+def test_a_failing_notebook_is_reported_and_the_rest_still_run(tmp_path, capsys):
+    code = main(["notebooks", "run", "03", "05", "--params", OFFLINE, "--set", "quick=true", "--set", "size=0",
+                 "--out", str(tmp_path)])
+    assert code == 1
+    out = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    summary = {r["name"]: r for r in json.loads((run_dir / "summary.json").read_text())["results"]}
+    assert summary["03_image_to_image"]["status"] == "failed"
+    assert re.match(r"cell \d+: \w+Error: ", summary["03_image_to_image"]["error"])
+    assert summary["05_inside_stable_diffusion"]["status"] == "ok"  # it takes no `size`: ran as usual
+    assert "03_image_to_image" in out and "failed" in out
+    assert (run_dir / "03_image_to_image.ipynb").exists()  # the executed copy shows the error in place
+
+
+def test_the_tour_page_links_every_notebook_artifact_and_sweep(executed, tmp_path, monkeypatch):
+    run_dir, results = executed
+    monkeypatch.setattr(notebooks, "run", lambda **kw: (run_dir, list(results.values())))
+    params = tmp_path / "tour.yaml"
+    params.write_text("parameters: {quick: true}\nsweeps:\n  guidance.yaml: [model=tiny, 'x.values=[1.0, 7.5]', "
+                      "'y.values=[1]', params.num_inference_steps=2]\n")
+    from difflab.demo import run_tour
+
+    page = run_tour(str(params), tmp_path / "results")
+    html = page.read_text()
+    links = re.findall(r"(?:href|src)='([^']+)'", html)
+    assert links and all((page.parent / link).exists() for link in links), links
+    for result in results.values():
+        assert f"id='{result.name}'" in html
+        assert all(a["caption"] in html for a in result.artifacts)
+    assert "CFG scale against seed" in html  # the sweep config's first comment line says what it shows
+    (sweep,) = (page.parent / "sweeps").iterdir()
+    assert (sweep / "grid.png").exists() and difflab.SweepRun(sweep).complete
+
+    params.write_text("sweeps: {nope.yaml: []}\n")
+    with pytest.raises(InputError, match="sweeps: 'nope.yaml'"):
+        run_tour(str(params), tmp_path / "results2")
+    assert not (tmp_path / "results2").exists()
