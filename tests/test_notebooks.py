@@ -42,7 +42,8 @@ def test_select_and_parameter_errors():
         notebooks.run(["01"], OFFLINE, ["stepz=3"])
     params = notebooks.load_params(OFFLINE, ["train_steps=5", "model=tiny"])
     shares = notebooks.shares(notebooks.select(["01", "04"]), params)
-    assert shares[notebooks.select(["01"])[0]] == {"model": "tiny", "device": "cpu", "dtype": "float32", "quick": False}
+    assert shares[notebooks.select(["01"])[0]] == {"model": "tiny", "device": "cpu", "dtype": "float32", "steps": 20,
+                                                   "quick": False}
     assert shares[notebooks.select(["04"])[0]]["train_steps"] == 5
 
 

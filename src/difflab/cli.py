@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from . import config as configs
-from . import inputs, masks, metadata, pipelines, runs
+from . import inputs, masks, metadata, pipelines, runs, tracking
 from .params import SCHEDULERS, GenerationParams, InputError
 
 EXIT_BAD_INPUT = 2
@@ -94,6 +94,11 @@ def _add_run_args(p, what: str, example: str, resume_help: str) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help=resume_help)
 
 
+def _add_tracker_arg(p) -> None:
+    p.add_argument("--tracker", choices=("local", "comet", "tensorboard"),
+                   help="mirror the run's records to Comet or TensorBoard (local records are always written)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="difflab", description="Reproducible Stable Diffusion experiments, thin over diffusers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -102,6 +107,7 @@ def build_parser() -> Parser:
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(task=task)
         _add_generation_args(p, task)
+        _add_tracker_arg(p)
     p = sub.add_parser("sweep", help="a parameter sweep: labelled X/Y/Z grids, batched and resumable",
                        description="Run a sweep (configs/sweeps/*.yaml). Under `accelerate launch --num_processes N "
                                    "-m difflab sweep CONFIG` the batches are shared among the processes.")
@@ -111,6 +117,7 @@ def build_parser() -> Parser:
     p.add_argument("--processes", type=int, default=1,
                    help="run as N processes through accelerate (one GPU each where there are GPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_tracker_arg(p)
     p = sub.add_parser("train", help="train a DDPM from scratch (configs/ddpm/*.yaml)",
                        description="Train a DDPM from scratch. Several processes or GPUs: "
                                    "accelerate launch --num_processes N -m difflab train CONFIG")
@@ -118,6 +125,7 @@ def build_parser() -> Parser:
                   "continue a run from its latest checkpoint")
     p.add_argument("--data-dir", help="where the dataset is (same as --set data.data_dir=...)")
     p.add_argument("--no-progress", action="store_true")
+    _add_tracker_arg(p)
     for name, text in (("sample", "draw images from a trained DDPM"), ("eval", "score a trained DDPM")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("checkpoint", help="a training run folder, a checkpoint folder or an ema.safetensors file")
@@ -141,6 +149,8 @@ def build_parser() -> Parser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a notebook parameter, repeatable")
     p.add_argument("--out", default=str(runs.DEFAULT_ROOT))
+    p = sub.add_parser("runs", help="list the runs under a folder, or show one: difflab runs [DIR] | runs show RUN")
+    p.add_argument("what", nargs="*", metavar="DIR | show RUN", help="default: results/")
     p = sub.add_parser("app", help="the web UI (Gradio), on http://127.0.0.1:7860 by default")
     p.add_argument("--model", default="tiny", help="a hub id, a local folder, a .safetensors file, or tiny")
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (0.0.0.0 opens it to the network)")
@@ -157,6 +167,7 @@ def build_parser() -> Parser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a notebook parameter (a YAML value), repeatable")
     p.add_argument("--out", default=str(runs.DEFAULT_ROOT))
+    _add_tracker_arg(p)
     p = nb.add_parser("list", help="the notebooks and the parameters each declares")
     return parser
 
@@ -239,7 +250,7 @@ def cmd_generate(args) -> int:
     model = pipelines.load(args.model, params.task, **options)
 
     # 3. generate and save; the run folder appears with the first image
-    run_dir = None
+    run_dir = tracker = None
     saved = []
     try:
         if record is not None and not _overrides(args):
@@ -253,14 +264,19 @@ def cmd_generate(args) -> int:
                 if prepared.mask is not None:
                     runs.save_image(prepared.mask, run_dir / "mask.png")
                     runs.save_image(masks.overlay(prepared.image, prepared.mask), run_dir / "mask_overlay.png")
+                tracker = tracking.make(args.tracker or "local", run_dir)
+                tracker.log_params({**params.to_dict(), "model": model.describe(), "prompts": prompts})
             for item in batch:
                 path = item.save(run_dir / f"{len(saved):04d}-{item.record['seed']}.png")
                 saved.append(str(path))
+                tracker.log_image(path, path.stem, item.record)
                 print(path)
         _write_run(run_dir, args, params, prompts, model, saved, "complete")
+        tracker.finish("complete")
     except KeyboardInterrupt:
         if run_dir is not None:
             _write_run(run_dir, args, params, prompts, model, saved, "interrupted")
+            tracker.finish("interrupted")
         print(f"difflab: interrupted; {len(saved)} image(s) saved" + (f" in {run_dir}" if run_dir else ""),
               file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -307,7 +323,8 @@ def cmd_sweep(args) -> int:
     else:
         if not args.config:
             raise InputError("config: missing; give a sweep YAML (configs/sweeps/) or --resume RUN_DIR")
-        data = configs.apply_overrides(configs.load_yaml(args.config), args.overrides)
+        data = configs.apply_overrides(configs.load_yaml(args.config),
+                                       args.overrides + ([f"tracker={args.tracker}"] if args.tracker else []))
         resolved = sweep.resolve(data)
         sweep.check_inputs(resolved)
         pipelines.check_device_dtype(resolved["device"], resolved["dtype"])
@@ -355,6 +372,7 @@ def cmd_train(args) -> int:
         if not args.config:
             raise InputError("config: missing; give a training YAML (configs/ddpm/) or --resume RUN_DIR")
         extra = [f"data.data_dir={args.data_dir}"] if args.data_dir else []
+        extra += [f"tracker={args.tracker}"] if args.tracker else []
         cfg = load_config(args.config, args.overrides + extra)
     run_dir = train(cfg, out=args.out, resume=args.resume, progress=not args.no_progress)
     print(run_dir)
@@ -404,6 +422,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    from . import tracking
+
+    if args.what[:1] == ["show"]:
+        if len(args.what) != 2:
+            raise InputError("runs show: give one run folder: difflab runs show RUN")
+        print(tracking.show(args.what[1]))
+        return 0
+    if len(args.what) > 1:
+        raise InputError(f"runs: {' '.join(args.what)!r}; use difflab runs [DIR] or difflab runs show RUN")
+    print(tracking.table(tracking.list_runs(args.what[0] if args.what else runs.DEFAULT_ROOT)))
+    return 0
+
+
 def cmd_app(args) -> int:
     if not 0 < args.port < 65536:
         raise InputError(f"port: {args.port} is not allowed; use 1 .. 65535")
@@ -426,7 +458,8 @@ def cmd_notebooks(args) -> int:
             params = notebooks.declared(path)
             print(f"{path.stem}: " + ", ".join(f"{k}={v['default']}" for k, v in params.items()))
         return 0
-    run_dir, results = notebooks.run(args.names, args.params, args.overrides, args.out)
+    run_dir, results = notebooks.run(args.names, args.params, args.overrides, args.out,
+                                     tracker=args.tracker or "local")
     print(notebooks.summary_table(results))
     print(run_dir)
     return 0 if all(r.status == "ok" for r in results) else 1
@@ -442,7 +475,7 @@ def main(argv=None) -> int:
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
                "sweep": cmd_sweep, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
                "info": cmd_info, "demo": cmd_demo, "notebooks": cmd_notebooks,
-               "app": cmd_app}[args.command]
+               "app": cmd_app, "runs": cmd_runs}[args.command]
     try:
         return handler(args)
     except InputError as e:

@@ -48,18 +48,19 @@ def run_tour(params_file=OFFLINE, out=runs.DEFAULT_ROOT, overrides=()) -> Path:
             raise InputError(f"sweeps: {name!r} in {params_file} is not a shipped sweep in configs/sweeps/")
     tour = runs.new_run_dir("tour", out)
     print(f"The lab tour: {tour}", file=sys.stderr)
-    _, results = notebooks.run(params_file=params_file, overrides=overrides, run_dir=tour / "notebooks")
-    sweeps = []
-    for name, sets in params["sweeps"].items():
-        print(f"--- sweep {name}", file=sys.stderr, flush=True)
-        entry = {"name": name, "about": _about(SWEEPS / name), "folder": "", "grids": [], "error": ""}
-        try:
-            run = run_sweep(SWEEPS / name, list(sets or []), out=tour / "sweeps")
-            entry.update(folder=str(run.dir), grids=[str(p) for p in run.grid_paths()],
-                         error=f"{len(run.failed)} images failed" if run.failed else "")
-        except (InputError, RuntimeError, OSError) as e:
-            entry["error"] = f"{type(e).__name__}: {e}"
-        sweeps.append(entry)
+    with runs.status(tour, "tour"):
+        _, results = notebooks.run(params_file=params_file, overrides=overrides, run_dir=tour / "notebooks")
+        sweeps = []
+        for name, sets in params["sweeps"].items():
+            print(f"--- sweep {name}", file=sys.stderr, flush=True)
+            entry = {"name": name, "about": _about(SWEEPS / name), "folder": "", "grids": [], "error": ""}
+            try:
+                run = run_sweep(SWEEPS / name, list(sets or []), out=tour / "sweeps")
+                entry.update(folder=str(run.dir), grids=[str(p) for p in run.grid_paths()],
+                             error=f"{len(run.failed)} images failed" if run.failed else "")
+            except (InputError, RuntimeError, OSError) as e:
+                entry["error"] = f"{type(e).__name__}: {e}"
+            sweeps.append(entry)
     pages = [{**asdict(r), "title": _title(Path(notebooks.NOTEBOOKS / Path(r.notebook).name))} for r in results]
     intro = (f"Parameters: {params_file}. Every image carries its parameters (`difflab info FILE`); "
              "`difflab generate --from FILE` makes it again.")

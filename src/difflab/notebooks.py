@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config as configs
-from . import runs
+from . import runs, tracking
 from .params import InputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,18 +162,29 @@ def summary_table(results: list[Result]) -> str:
 
 
 def run(names=(), params_file=None, overrides=(), out=runs.DEFAULT_ROOT, progress: bool = True,
-        run_dir=None) -> tuple[Path, list[Result]]:
-    """Execute the chosen notebooks into <out>/<timestamp>-notebooks/ (or `run_dir`); write summary.json."""
+        run_dir=None, tracker: str = "local") -> tuple[Path, list[Result]]:
+    """Execute the chosen notebooks into <out>/<timestamp>-notebooks/ (or `run_dir`); write summary.json.
+    `tracker` mirrors each notebook's numbers and images to Comet or TensorBoard."""
     paths = select(names)
     params = load_params(params_file, overrides)
     chosen = shares(paths, params)
+    tracking.check(tracker)
     run_dir = Path(run_dir) if run_dir else runs.new_run_dir("notebooks", out)
     run_dir.mkdir(parents=True, exist_ok=True)
+    mirror = tracking.make(tracker, run_dir)
+    mirror.log_params({**params["parameters"], **params["set"]})
     results = []
-    for path in paths:
+    for step, path in enumerate(paths):
         print(f"--- {path.name}", flush=True)
         results.append(execute(path, run_dir.resolve(), chosen[path], progress))
         print(f"    {results[-1].status} in {results[-1].seconds:.1f} s {results[-1].error}", flush=True)
+        r = results[-1]
+        mirror.log_metrics({f"{r.name}.seconds": r.seconds, f"{r.name}.ok": int(r.status == "ok"),
+                            **{f"{r.name}.{k}": v for k, v in r.numbers.items()}}, step)
+        for a in r.artifacts:
+            if a["kind"] == "png":
+                mirror.log_image(a["path"], f"{r.name}/{Path(a['path']).stem}", {"caption": a["caption"]}, step)
+    mirror.finish("failed" if any(r.status != "ok" for r in results) else "complete")
     runs.write_json(run_dir / "summary.json", {"params_file": str(params_file) if params_file else None,
                                                "parameters": {**params["parameters"], **params["set"]},
                                                "results": [asdict(r) for r in results]})

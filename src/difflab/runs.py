@@ -9,8 +9,10 @@ import io
 import json
 import os
 import re
+import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_ROOT = Path("results")
@@ -82,3 +84,29 @@ def write_run_record(run_dir, *, kind: str, status: str, command: list, task: st
     return write_json(Path(run_dir) / "run.json", {
         "kind": kind, "status": status, "command": command, "task": task, "model": model, "params": params,
         "prompts": prompts, "images": images})
+
+
+@contextmanager
+def status(run_dir, kind: str, tracker=None):
+    """run.json says whether a run is running (with its pid), complete, interrupted or failed (with the error);
+    the tracker, if any, is finished with the same status. `run_dir` None (a secondary process) records nothing."""
+    path = Path(run_dir) / "run.json" if run_dir else None
+    record = {"kind": kind, "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if path:
+        write_json(path, record)
+    state, error = "complete", None
+    try:
+        yield record
+    except KeyboardInterrupt:
+        state = "interrupted"
+        raise
+    except BaseException as e:
+        state, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise
+    finally:
+        if path:
+            write_json(path, {**record, "status": state, "error": error,
+                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        if tracker is not None:
+            tracker.finish(state)

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from . import config as configs
-from . import runs
+from . import runs, tracking
 from .params import SCHEDULERS, GenerationParams, InputError
 from .pipelines import DEFAULT_MODEL
 from .seeding import resolve_seed
@@ -73,6 +73,7 @@ class SweepConfig:
     dtype: str = "auto"
     lora: list[str] = field(default_factory=list)
     textual_inversion: list[str] = field(default_factory=list)
+    tracker: str = "local"           # local | comet | tensorboard (local records are always written)
 
 
 # --- resolving a config: ranges expanded, seeds concrete, every cell validated before anything runs
@@ -169,6 +170,7 @@ def resolve(data: dict) -> dict:
         raise InputError(f"images_per_cell: {cfg.images_per_cell!r} is not allowed; use an integer >= 1")
     if cfg.max_batch < 1:
         raise InputError(f"max_batch: {cfg.max_batch!r} is not allowed; use an integer >= 1")
+    tracking.check(cfg.tracker)
     if cfg.grid_max_pixels < 10_000:
         raise InputError(f"grid_max_pixels: {cfg.grid_max_pixels!r} is too small; use at least 10000")
     seen = set()
@@ -353,6 +355,9 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
     state.wait_for_everyone()
     done = {e["key"] for e in read_manifest(run_dir) if e.get("status") == "ok"}
 
+    tracker = tracking.make(resolved.get("tracker", "local"), run_dir) if state.is_main_process else \
+        tracking.Tracker(run_dir)
+    tracker.log_params(resolved)
     plan_batches = batches(cells, resolved["max_batch"])
     mine = [b for i, b in enumerate(plan_batches) if i % state.num_processes == state.process_index]
     todo = [b for b in mine if any(cell.key(seed) not in done for cell, seed in b)]
@@ -371,20 +376,26 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
                 if stop.requested or (stop_event is not None and stop_event.is_set()):
                     stop.requested = True
                     break
-                _run_batch(model, batch, run_dir, resolved, done)
+                _run_batch(model, batch, run_dir, resolved, done, tracker)
                 bar.update(len(batch))
         bar.close()
         if stop.requested:
+            tracker.finish("interrupted")
             print(f"difflab: interrupted; resume with: difflab sweep --resume {run_dir}", file=sys.stderr)
             raise KeyboardInterrupt
     state.wait_for_everyone()
+    run = SweepRun(run_dir)
     if state.is_main_process:
         finish(run_dir)
+        for z, path in enumerate(run.grid_paths()):
+            tracker.log_image(path, f"grid-{z}", {"grid": path.name, "fixed": run.fixed_parameters()})
+        tracker.log_metrics({"images": len(run.images), "failed": len(run.failed)})
+    tracker.finish("failed" if run.failed else "complete")
     state.wait_for_everyone()
-    return SweepRun(run_dir)
+    return run
 
 
-def _run_batch(model, batch, run_dir, resolved, done) -> None:
+def _run_batch(model, batch, run_dir, resolved, done, tracker) -> None:
     """One pipeline call; each image saved and recorded in the manifest, or recorded as failed."""
     from .generate import generate
 
@@ -412,6 +423,7 @@ def _run_batch(model, batch, run_dir, resolved, done) -> None:
             entry.update(status="failed", error=error_here, file=None)
         else:
             result.save(run_dir / entry["file"])
+            tracker.log_image(run_dir / entry["file"], key, result.record)
         append_manifest(run_dir, entry)
         done.add(key)
 

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from .. import config as configs
-from .. import runs
+from .. import runs, tracking
 from ..params import InputError
 from . import checkpoint
 from .data import DataConfig, batch_indices, load_dataset, to_model_range, to_pil
@@ -74,6 +74,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False           # torch.compile the network
     device: str = "auto"            # auto | cpu
+    tracker: str = "local"          # local | comet | tensorboard: where metrics and sample grids are mirrored
     log_every: int = 10
     sample_every: int = 1000
     checkpoint_every: int = 1000
@@ -101,6 +102,7 @@ class TrainConfig:
             raise InputError(f"sample.eta: {self.sample.eta} is not allowed; use a number in [0, 1]")
         if self.mixed_precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"mixed_precision: {self.mixed_precision!r} is not allowed; use fp32, bf16 or fp16")
+        tracking.check(self.tracker)
         if self.device not in ("auto", "cpu"):
             raise InputError(f"device: {self.device!r} is not allowed; use auto or cpu (GPUs: accelerate launch)")
         for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
@@ -197,64 +199,69 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     end = min(cfg.steps, stop_after) if stop_after else cfg.steps
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), unit="step", desc=cfg.name)
     tick, images_since = time.perf_counter(), 0
-    while step < end:
-        # --- the batch and its randomness, all from (seed, step, rank)
-        g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, rank))
-        torch.manual_seed(_step_seed(cfg.seed, step, rank) + 1)  # dropout inside the network
-        idx = batch_indices(len(data.images), cfg.batch_size, step, cfg.seed, rank, world)
-        x0 = to_model_range(data.images[idx])
-        if cfg.data.flip:
-            flip = torch.rand(len(idx), generator=g) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        t = torch.randint(0, sched.timesteps, (len(idx),), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        cond = {}
-        if cfg.model.num_classes:
-            drop = torch.rand(len(idx), generator=g) < cfg.label_dropout
-            cond["y"] = torch.where(drop, cfg.model.num_classes, data.labels[idx]).to(device)
-        x0, t, noise = x0.to(device), t.to(device), noise.to(device)
-        if cfg.channels_last:
-            x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
+    tracker = tracking.make(cfg.tracker, run_dir) if main else tracking.Tracker(run_dir)
+    tracker.log_params(resolved)
+    with runs.status(run_dir if main else None, "train", tracker):
+        while step < end:
+            # --- the batch and its randomness, all from (seed, step, rank)
+            g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, rank))
+            torch.manual_seed(_step_seed(cfg.seed, step, rank) + 1)  # dropout inside the network
+            idx = batch_indices(len(data.images), cfg.batch_size, step, cfg.seed, rank, world)
+            x0 = to_model_range(data.images[idx])
+            if cfg.data.flip:
+                flip = torch.rand(len(idx), generator=g) < 0.5
+                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+            t = torch.randint(0, sched.timesteps, (len(idx),), generator=g)
+            noise = torch.randn(x0.shape, generator=g)
+            cond = {}
+            if cfg.model.num_classes:
+                drop = torch.rand(len(idx), generator=g) < cfg.label_dropout
+                cond["y"] = torch.where(drop, cfg.model.num_classes, data.labels[idx]).to(device)
+            x0, t, noise = x0.to(device), t.to(device), noise.to(device)
+            if cfg.channels_last:
+                x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
 
-        # --- loss, backward, clip, step
-        model.train()
-        with accelerator.autocast():
-            loss = training_loss(net, sched, x0, t, noise, cfg.diffusion.objective, cfg.diffusion.min_snr_gamma,
-                                 **cond)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+            # --- loss, backward, clip, step
+            model.train()
+            with accelerator.autocast():
+                loss = training_loss(net, sched, x0, t, noise, cfg.diffusion.objective, cfg.diffusion.min_snr_gamma,
+                                     **cond)
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
 
-        # --- EMA of the weights (float32)
-        decay = ema_decay(cfg, step)
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), accelerator.unwrap_model(model).parameters()):
-                e.lerp_(p.detach().float(), 1 - decay)
+            # --- EMA of the weights (float32)
+            decay = ema_decay(cfg, step)
+            with torch.no_grad():
+                for e, p in zip(ema.parameters(), accelerator.unwrap_model(model).parameters()):
+                    e.lerp_(p.detach().float(), 1 - decay)
 
-        # --- log
-        images_since += len(idx) * world
-        loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
-        bar.update(1)
-        if main and (step % cfg.log_every == 0 or step == end):
-            now = time.perf_counter()
-            record = {"step": step, "loss": loss_all, "lr": lr,
-                      "grad_norm": float(grad_norm), "images_per_s": round(images_since / (now - tick), 2)}
-            bar.set_postfix(loss=f"{loss_all:.4f}", img_s=f"{record['images_per_s']:.0f}")
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            tick, images_since = now, 0
+            # --- log
+            images_since += len(idx) * world
+            loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
+            bar.update(1)
+            if main and (step % cfg.log_every == 0 or step == end):
+                now = time.perf_counter()
+                record = {"step": step, "loss": loss_all, "lr": lr,
+                          "grad_norm": float(grad_norm), "images_per_s": round(images_since / (now - tick), 2)}
+                bar.set_postfix(loss=f"{loss_all:.4f}", img_s=f"{record['images_per_s']:.0f}")
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                tracker.log_metrics(record, step)
+                tick, images_since = now, 0
 
-        # --- sample grids from the EMA network, checkpoints
-        if main and (step % cfg.sample_every == 0 or step == cfg.steps):
-            save_sample_grid(ema, sched, cfg, run_dir / "samples" / f"step-{step:07d}.png", data.class_names)
-        if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            checkpoint.save(run_dir, step, accelerator.unwrap_model(model), ema, optimizer, lr_scheduler,
-                            resolved, cfg.keep_checkpoints)
-        accelerator.wait_for_everyone()
+            # --- sample grids from the EMA network, checkpoints
+            if main and (step % cfg.sample_every == 0 or step == cfg.steps):
+                grid = save_sample_grid(ema, sched, cfg, run_dir / "samples" / f"step-{step:07d}.png", data.class_names)
+                tracker.log_image(grid, "samples", {"step": step}, step)
+            if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                checkpoint.save(run_dir, step, accelerator.unwrap_model(model), ema, optimizer, lr_scheduler,
+                                resolved, cfg.keep_checkpoints)
+            accelerator.wait_for_everyone()
     bar.close()
     return run_dir
 
