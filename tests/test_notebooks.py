@@ -142,8 +142,9 @@ def test_the_tour_page_links_every_notebook_artifact_and_sweep(executed, tmp_pat
 
     page = run_tour(str(params), tmp_path / "results")
     html = page.read_text()
-    links = re.findall(r"(?:href|src)='([^']+)'", html)
+    links = [link for link in re.findall(r"(?:href|src)='([^']+)'", html) if not link.startswith("#")]
     assert links and all((page.parent / link).exists() for link in links), links
+    assert {f"#{r.name}" for r in results.values()} <= set(re.findall(r"href='(#[^']+)'", html))
     for result in results.values():
         assert f"id='{result.name}'" in html
         assert all(a["caption"] in html for a in result.artifacts)

@@ -17,6 +17,7 @@ from . import inputs, masks, metadata, pipelines, runs, tracking
 from .params import SCHEDULERS, GenerationParams, InputError
 
 EXIT_BAD_INPUT = 2
+FAST_PATHS = ("channels_last", "fuse_qkv", "compile")
 EXIT_INTERRUPTED = 130
 
 
@@ -74,6 +75,10 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
     o.add_argument("--attention-slicing", action="store_true", help="lower peak memory, a little slower")
     o.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
     o.add_argument("--cpu-offload", action="store_true", help="model CPU offload (CUDA only)")
+    o.add_argument("--vae-slicing", action="store_true", help="decode a batch one image at a time (less memory)")
+    o.add_argument("--channels-last", action="store_true", help="fast path: channels_last UNet and VAE")
+    o.add_argument("--fuse-qkv", action="store_true", help="fast path: fused q/k/v projections")
+    o.add_argument("--compile", action="store_true", help="fast path: torch.compile the UNet and VAE decoder")
     o.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
     o.add_argument("--name", help="run name (default: from the prompt)")
 
@@ -227,9 +232,12 @@ def _model_options(args, record) -> dict:
         args.textual_inversion = args.textual_inversion or recorded["textual_inversion"]
         args.device = recorded["device"] if args.device == "auto" else args.device
         args.dtype = recorded["dtype"] if args.dtype == "auto" else args.dtype
+        for fast in FAST_PATHS:  # the image was made with these: keep them, so the pixels are the same
+            setattr(args, fast, getattr(args, fast) or recorded.get(fast, False))
     return dict(device=args.device, dtype=args.dtype, lora=args.lora, textual_inversion=args.textual_inversion,
                 attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
-                config=args.config)
+                config=args.config, vae_slicing=args.vae_slicing,
+                **{fast: getattr(args, fast) for fast in FAST_PATHS})
 
 
 def cmd_generate(args) -> int:

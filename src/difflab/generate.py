@@ -143,7 +143,7 @@ def model_options(record: dict) -> tuple[str, dict]:
     """(model, load options) that load the model an image was made with: LoRAs, embeddings, device, dtype."""
     model = record["model"]
     source = model["path"] if model["kind"] in ("folder", "file") else model["id"]
-    return source, dict(device=record["device"], dtype=record["dtype"],
+    return source, dict(device=record["device"], dtype=record["dtype"], **model.get("fast", {}),
                         lora=[item["path"] for item in model.get("lora", [])],
                         textual_inversion=[f"{item['path']}:{item['token']}" if item.get("token") else item["path"]
                                            for item in model.get("textual_inversion", [])])

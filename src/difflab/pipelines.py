@@ -204,6 +204,7 @@ class Model:
     loras: list[dict] = field(default_factory=list)
     embeddings: list[dict] = field(default_factory=list)
     weights_hash: str | None = None
+    fast: dict = field(default_factory=dict)  # the fast paths in use (recorded: they may move pixels a little)
 
     def __post_init__(self):
         self._pipes = {self.task: self.pipe}
@@ -246,7 +247,25 @@ class Model:
     def describe(self) -> dict:
         """What metadata records about the model: enough to load it again."""
         return {"name": self.source.name, "id": self.source.id, "kind": self.source.kind, "path": self.source.path,
-                "hash": self.weights_hash, "lora": self.loras, "textual_inversion": self.embeddings}
+                "hash": self.weights_hash, "lora": self.loras, "textual_inversion": self.embeddings,
+                **({"fast": self.fast} if self.fast else {})}
+
+
+def apply_fast_paths(pipe, channels_last: bool = False, fuse_qkv: bool = False, compile: bool = False) -> None:
+    """Speed options on a loaded pipeline (see `load`)."""
+    import torch
+
+    if fuse_qkv:
+        pipe.fuse_qkv_projections()
+    if channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if compile:
+        # compiled code is cached on disk by inductor, so a new process (a resumed sweep) compiles faster
+        import os
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tiny.cache_root() / "inductor"))
+        pipe.unet = torch.compile(pipe.unet, fullgraph=True)
+        pipe.vae.decode = torch.compile(pipe.vae.decode)
 
 
 def _local_record(path: str) -> dict:
@@ -259,7 +278,8 @@ def _local_record(path: str) -> dict:
 def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", dtype: str = "auto",
          lora=None, textual_inversion=None, attention_slicing: bool = False, vae_tiling: bool = False,
          cpu_offload: bool = False, config: str | None = None, safety_checker: bool = False,
-         progress: bool = True) -> Model:
+         progress: bool = True, channels_last: bool = False, fuse_qkv: bool = False, compile: bool = False,
+         vae_slicing: bool = False) -> Model:
     """Load `model` for `task` and return a `Model`; `model.pipe` is the diffusers pipeline.
 
     model:  a hub id (org/name), a diffusers folder, a .safetensors single-file checkpoint, or tiny/tiny-inpaint.
@@ -267,6 +287,11 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
     textual_inversion: an embedding file, or a list of them; 'path:token' names the token to add.
     config: for a single file, a diffusers folder or hub id holding the matching configs (offline use).
     safety_checker: keep the model's NSFW checker (off by default: this is a research lab; it blacks out images).
+    Fast paths, all off by default because each may move pixels by a little (each is tested for closeness and
+    recorded in every image's metadata): channels_last (UNet and VAE memory format), fuse_qkv (one matmul for
+    q, k and v: diffusers' fuse_qkv_projections), compile (torch.compile of the UNet and the VAE decoder; the first
+    call at each size compiles, later calls and a whole sweep reuse it), vae_slicing (decode a batch one image at
+    a time). PyTorch's SDPA attention is diffusers' default and always on.
     """
     if task not in TASKS:
         raise InputError(f"task: {task!r} is not known; choose one of {', '.join(TASKS)}")
@@ -333,7 +358,12 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
         pipe.enable_attention_slicing()
     if vae_tiling:
         pipe.vae.enable_tiling()
+    if vae_slicing:
+        pipe.vae.enable_slicing()
+    fast = {"channels_last": channels_last, "fuse_qkv": fuse_qkv, "compile": compile}
+    apply_fast_paths(pipe, **fast)
     result = Model(pipe=pipe, source=source, device=device, dtype=torch_dtype, task=task, loras=loras,
-                   embeddings=embeddings, weights_hash=weights_hash(source))
+                   embeddings=embeddings, weights_hash=weights_hash(source),
+                   fast={k: v for k, v in fast.items() if v})
     result.pipeline(task)  # refuses a task that the UNet cannot do (a 9-channel UNet and text2img)
     return result

@@ -74,6 +74,9 @@ class SweepConfig:
     lora: list[str] = field(default_factory=list)
     textual_inversion: list[str] = field(default_factory=list)
     tracker: str = "local"           # local | comet | tensorboard (local records are always written)
+    channels_last: bool = False      # fast paths (see difflab.load); recorded in every image's metadata
+    fuse_qkv: bool = False
+    compile: bool = False            # compiled once per sweep (and cached on disk by inductor)
 
 
 # --- resolving a config: ranges expanded, seeds concrete, every cell validated before anything runs
@@ -367,7 +370,8 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
             device = str(state.device)
         if model is None or model.source.name != resolved["model"] or resolved["lora"] or resolved["textual_inversion"]:
             model = load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"],
-                         lora=resolved["lora"], textual_inversion=resolved["textual_inversion"], progress=False)
+                         lora=resolved["lora"], textual_inversion=resolved["textual_inversion"], progress=False,
+                         **{k: resolved.get(k, False) for k in ("channels_last", "fuse_qkv", "compile")})
         total = sum(len(b) for b in mine)
         bar = tqdm(total=total, initial=total - sum(len(b) for b in todo), unit="img", disable=not progress,
                    desc=f"sweep {resolved['name']}" + (f" [rank {state.process_index}]" if state.num_processes > 1 else ""))

@@ -1,0 +1,58 @@
+"""Fast paths: each is off by default, recorded in the metadata, and close to the reference on the CPU."""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import difflab
+from conftest import pixels
+from difflab.cli import main
+
+REQUEST = dict(prompt="a red fox in the snow", seed=3, num_inference_steps=4, num_images=2)
+
+
+@pytest.fixture(scope="module")
+def reference(difflab_cache):
+    sd = difflab.load("tiny", progress=False)
+    assert sd.fast == {} and "fast" not in sd.describe()  # nothing on by default
+    return [pixels(im.image) for im in difflab.generate(sd, **REQUEST)]
+
+
+@pytest.mark.parametrize("option", ["channels_last", "fuse_qkv", pytest.param("compile", marks=pytest.mark.slow)])
+def test_fast_path_is_close_to_the_reference_and_recorded(reference, option):
+    sd = difflab.load("tiny", progress=False, **{option: True})
+    out = difflab.generate(sd, **REQUEST)
+    # stated tolerance: 2/255 per pixel (float32, CPU); the measured differences are printed for the record
+    worst = max(int(np.abs(pixels(o.image) - r).max()) for o, r in zip(out, reference))
+    print(f"{option}: max pixel difference {worst}/255")
+    assert worst <= 2
+    assert out[0].record["model"]["fast"] == {option: True}
+
+
+def test_an_image_made_with_a_fast_path_is_remade_with_it(tmp_path, capsys):
+    assert main(["generate", "--model", "tiny", "--prompt", "a boat", "--steps", "3", "--seed", "4",
+                 "--channels-last", "--fuse-qkv", "--out", str(tmp_path / "a")]) == 0
+    (first,) = (tmp_path / "a").glob("*/*.png")
+    assert difflab.read_metadata(first)["difflab"]["model"]["fast"] == {"channels_last": True, "fuse_qkv": True}
+    assert main(["generate", "--from", str(first), "--out", str(tmp_path / "b")]) == 0
+    (again,) = (tmp_path / "b").glob("*/*.png")
+    from PIL import Image
+    assert (pixels(Image.open(first)) == pixels(Image.open(again))).all()
+
+
+def test_sweep_config_takes_fast_paths(tmp_path, sd, monkeypatch):
+    seen = {}
+    real = importlib.import_module("difflab.pipelines").load
+
+    def spy(*a, **k):
+        seen.update(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(importlib.import_module("difflab.pipelines"), "load", spy)
+    run = difflab.run_sweep({"model": "tiny", "channels_last": True, "params": {"prompt": "x", "num_inference_steps": 2,
+                                                                               "seed": 1},
+                             "x": {"param": "seed", "values": [1, 2]}}, out=tmp_path, progress=False)
+    assert seen["channels_last"] is True and seen["compile"] is False and run.complete
+    record = difflab.read_metadata(run.images[0]["path"])["difflab"]
+    assert record["model"]["fast"] == {"channels_last": True}
