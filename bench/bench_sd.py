@@ -17,6 +17,7 @@ import argparse
 import os
 import resource
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -44,8 +45,8 @@ def build_sd15(device: str, dtype, folder):
     text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                                         num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77,
                                         hidden_act="quick_gelu", projection_dim=768))
-    write_byte_tokenizer(folder)  # the byte-level tokenizer of difflab's tiny models (ids < 49408)
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
+    write_byte_tokenizer(Path(folder))  # the byte-level tokenizer of difflab's tiny models (ids < 49408)
+    tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=77)
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               skip_prk_steps=True, steps_offset=1)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
@@ -119,6 +120,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="CPU smoke run: 256 px, batch 1, 3 steps, no compile")
     ap.add_argument("--offload", action="store_true", help="also measure model CPU offload at 512 px (CUDA)")
     args = ap.parse_args()
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.quick:
         args.sizes, args.batches, args.steps = [256], [1], 3
