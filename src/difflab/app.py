@@ -95,13 +95,19 @@ class Studio:
             self._model = load(self.model_name, device=self.device, dtype=self.dtype, progress=False)
         return self._model
 
-    def run(self, requests: list[GenerationParams], image, mask, events: queue.Queue) -> None:
-        """Generate every request into one run folder; report previews, results and errors on `events`."""
+    def stop_current(self) -> None:
+        """The Cancel button: stop the job on the device at its next step."""
+        self.cancel.set()
+
+    def run(self, requests: list[GenerationParams], image, mask, events: queue.Queue,
+            cancel: threading.Event) -> None:
+        """Generate every request into one run folder; report previews, results and errors on `events`.
+        `cancel` is this job's own flag: set before the device is free, the job never starts."""
         from .generate import generate
         from .viz import latent_preview
 
         with self.lock:
-            self.cancel.clear()
+            self.cancel = cancel
             saved, run_dir, status = [], None, "complete"
             try:
                 model = self.model
@@ -109,14 +115,17 @@ class Studio:
                     total = params.num_inference_steps
 
                     def on_step(pipe, i, t, kwargs, total=total):
-                        if self.cancel.is_set():
+                        if cancel.is_set():
                             pipe._interrupt = True  # diffusers skips the remaining steps
                         elif (i + 1) % PREVIEW_EVERY == 0:
                             events.put(("preview", (i + 1, total, latent_preview(kwargs["latents"][0]))))
                         return kwargs
 
+                    if cancel.is_set():
+                        status = "interrupted"
+                        break
                     batch = generate(model, params, image=image, mask_image=mask, callback=on_step)
-                    if self.cancel.is_set():
+                    if cancel.is_set():
                         status = "interrupted"
                         break
                     if run_dir is None:
@@ -147,7 +156,8 @@ def _files(paths) -> list[str]:
 def generation_stream(studio: Studio, requests, image, mask, progress):
     """Run on a worker thread and yield (preview, gallery, status, details) as it goes."""
     events: queue.Queue = queue.Queue()
-    worker = threading.Thread(target=studio.run, args=(requests, image, mask, events), daemon=True)
+    cancel = threading.Event()
+    worker = threading.Thread(target=studio.run, args=(requests, image, mask, events, cancel), daemon=True)
     worker.start()
     n = len(requests)
     try:
@@ -170,7 +180,7 @@ def generation_stream(studio: Studio, requests, image, mask, progress):
                 return
     finally:  # the page cancelled this event, or it ended: stop the worker at its next step
         if worker.is_alive():
-            studio.cancel.set()
+            cancel.set()
 
 
 # --- the page
@@ -228,7 +238,7 @@ def build(studio: Studio):
         common = [c["prompt"], c["negative"], c["steps"], c["guidance"]]
         event = o["go"].click(start, common + extra_inputs, [o["preview"], o["gallery"], o["status"], o["details"]],
                               api_name=task, concurrency_limit=1, concurrency_id="device")
-        o["cancel"].click(studio.cancel.set, None, None, cancels=[event], queue=False, api_name=f"cancel_{task}")
+        o["cancel"].click(studio.stop_current, None, None, cancels=[event], queue=False, api_name=f"cancel_{task}")
 
     with gr.Blocks(title="difflab") as page:
         gr.Markdown(f"## difflab · `{studio.model_name}` · results in `{studio.results}`")
@@ -375,7 +385,6 @@ def sweep_tab(studio: Studio, schedulers) -> None:
         with gr.Column():
             grid = gr.Image(label="Grid", type="filepath", interactive=False)
             status = gr.Markdown()
-    stop = threading.Event()
 
     def values_of(text: str, field: str) -> list:
         try:
@@ -402,11 +411,11 @@ def sweep_tab(studio: Studio, schedulers) -> None:
         except InputError as e:
             raise gr.Error(str(e), print_exception=False)
         total = len(sweep.plan(sweep.load_resolved(run_dir)))
-        failure = []
+        failure, stop = [], threading.Event()  # this sweep's own flag: Stop ends it after the current batch
 
         def work():
             with studio.lock:
-                stop.clear()
+                studio.cancel = stop
                 try:
                     sweep.execute(run_dir, progress=False, model=studio.model, stop_event=stop)
                 except KeyboardInterrupt:
@@ -416,11 +425,15 @@ def sweep_tab(studio: Studio, schedulers) -> None:
 
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
-        while worker.is_alive():
-            done = len(sweep.read_manifest(run_dir))
-            progress((done, total), desc=f"{done}/{total} images")
-            yield gr.skip(), f"{done}/{total} images…"
-            time.sleep(0.3)
+        try:
+            while worker.is_alive():
+                done = len(sweep.read_manifest(run_dir))
+                progress((done, total), desc=f"{done}/{total} images")
+                yield gr.skip(), f"{done}/{total} images…"
+                time.sleep(0.3)
+        finally:  # the page went away: stop after the current batch (the run resumes with --resume)
+            if worker.is_alive():
+                stop.set()
         if failure:
             raise gr.Error(failure[0], print_exception=False)
         result = sweep.SweepRun(run_dir)
@@ -432,7 +445,7 @@ def sweep_tab(studio: Studio, schedulers) -> None:
 
     go.click(run, [prompt, negative, steps, guidance, seed, scheduler, x_param, x_values, y_param, y_values],
              [grid, status], api_name="sweep", concurrency_limit=1, concurrency_id="device")
-    cancel.click(stop.set, None, None, queue=False, api_name="cancel_sweep")
+    cancel.click(studio.stop_current, None, None, queue=False, api_name="cancel_sweep")
 
 
 def gallery_tab(studio: Studio) -> dict:
