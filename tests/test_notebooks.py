@@ -2,6 +2,7 @@
 
 import json
 import math
+from html import escape
 import re
 from pathlib import Path
 
@@ -143,11 +144,12 @@ def test_the_tour_page_links_every_notebook_artifact_and_sweep(executed, tmp_pat
     page = run_tour(str(params), tmp_path / "results")
     html = page.read_text()
     links = [link for link in re.findall(r"(?:href|src)='([^']+)'", html) if not link.startswith("#")]
-    assert links and all((page.parent / link).exists() for link in links), links
+    missing = [link for link in links if not (page.parent / link).exists()]
+    assert links and not missing, missing
     assert {f"#{r.name}" for r in results.values()} <= set(re.findall(r"href='(#[^']+)'", html))
     for result in results.values():
         assert f"id='{result.name}'" in html
-        assert all(a["caption"] in html for a in result.artifacts)
+        assert all(escape(a["caption"], quote=True) in html for a in result.artifacts)
     assert "CFG scale against seed" in html  # the sweep config's first comment line says what it shows
     (sweep,) = (page.parent / "sweeps").iterdir()
     assert (sweep / "grid.png").exists() and difflab.SweepRun(sweep).complete

@@ -56,3 +56,32 @@ def test_sweep_config_takes_fast_paths(tmp_path, sd, monkeypatch):
     assert seen["channels_last"] is True and seen["compile"] is False and run.complete
     record = difflab.read_metadata(run.images[0]["path"])["difflab"]
     assert record["model"]["fast"] == {"channels_last": True}
+
+
+@pytest.mark.parametrize("limit, cap", [(1, 64), (12, 64), (37, 64), (64, 64), (500, 64), (5, 4)])
+def test_largest_fitting_batch_is_found_with_few_probes(limit, cap):
+    from difflab.batching import largest_fitting
+
+    tried = []
+    found = largest_fitting(lambda n: tried.append(n) or n <= limit, cap)
+    assert found == min(limit, cap) and len(tried) <= 2 * 7 and max(tried) <= cap
+
+
+def test_auto_batch_is_probed_once_remembered_and_written_to_the_sweep(tmp_path, monkeypatch):
+    from difflab import batching, sweep
+
+    monkeypatch.setattr(batching, "_cuda_fits", lambda resolved, device: pytest.fail("no CUDA probe on the CPU"))
+    config = {"model": "tiny", "max_batch": "auto", "params": {"prompt": "x", "seed": 1},
+              "x": {"param": "seed", "values": [1, 2, 3]}}
+    run_dir = sweep.prepare_run(sweep.resolve(config), tmp_path)
+    assert sweep.load_resolved(run_dir)["max_batch"] == batching.CPU_BATCH  # concrete, so resume batches alike
+
+    calls = []
+    fits = lambda n: calls.append(n) or n <= 6  # noqa: E731  (a device that fits 6 images)
+    resolved = sweep.resolve({**config, "device": "cpu"})
+    assert batching.probed_batch(resolved, fits) == 6
+    assert batching.probed_batch(resolved, fits) == 6 and calls.count(1) == 1   # remembered: probed once
+    other = sweep.resolve({**config, "params": {**config["params"], "width": 128, "height": 128}})
+    assert batching.probed_batch(other, fits) == 6 and calls.count(1) == 2       # another size: probed again
+    with pytest.raises(difflab.InputError, match="max_batch: 'big' is not allowed; use an integer >= 1 or auto"):
+        sweep.resolve({**config, "max_batch": "big"})

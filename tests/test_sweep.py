@@ -85,7 +85,7 @@ def test_dry_run_lists_cells_images_and_a_time_estimate(sd, tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "s.yaml"), "--dry-run", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "x: guidance_scale = [1.0, 5.0, 9.0]" in out and "cell (2, 2, 0): CFG scale: 9.0, Seed: 3  seeds [3, 4]" in out
-    assert "9 cells, 18 images in 3 pipeline calls; about " in out and "s per image-step" in out
+    assert "9 cells, 18 images in 3 pipeline calls of up to 8; about " in out and "s per image-step" in out
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 

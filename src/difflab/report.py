@@ -61,8 +61,10 @@ def _media(path: str, base: str) -> str:
     rel = _e(os.path.relpath(path, base))
     if path.lower().endswith((".png", ".gif", ".jpg", ".jpeg")):
         return f"<a href='{rel}'><img class='grid' loading='lazy' src='{rel}'></a>"
-    if os.path.isdir(path):
+    if os.path.isfile(os.path.join(path, "index.html")):
         return f"<a href='{rel}/index.html'>{rel}/index.html</a>"
+    if os.path.isdir(path):  # a run folder without a page (a training run): the folder itself
+        return f"<a href='{rel}/'>{rel}/</a>"
     return f"<a href='{rel}'>{rel}</a>"
 
 

@@ -65,7 +65,7 @@ class SweepConfig:
     y: Axis | None = None
     z: Axis | None = None
     images_per_cell: int = 1         # seeds seed, seed+1, ... within each cell
-    max_batch: int = 8               # images per pipeline call
+    max_batch: int | str = 8         # images per pipeline call; "auto": the largest that fits (probed once, remembered)
     grid_max_pixels: int = 16_000_000
     image: str | None = None         # img2img/inpaint input: a path, or sample:NAME[:SIZE] (a shipped photo)
     mask_image: str | None = None
@@ -171,8 +171,8 @@ def resolve(data: dict) -> dict:
     resolved["params"] = {**cfg.params, "seed": base.seed}
     if not isinstance(cfg.images_per_cell, int) or cfg.images_per_cell < 1:
         raise InputError(f"images_per_cell: {cfg.images_per_cell!r} is not allowed; use an integer >= 1")
-    if cfg.max_batch < 1:
-        raise InputError(f"max_batch: {cfg.max_batch!r} is not allowed; use an integer >= 1")
+    if cfg.max_batch != "auto" and not (isinstance(cfg.max_batch, int) and cfg.max_batch >= 1):
+        raise InputError(f"max_batch: {cfg.max_batch!r} is not allowed; use an integer >= 1 or auto")
     tracking.check(cfg.tracker)
     if cfg.grid_max_pixels < 10_000:
         raise InputError(f"grid_max_pixels: {cfg.grid_max_pixels!r} is too small; use at least 10000")
@@ -313,7 +313,11 @@ def _main_thread() -> bool:
 
 
 def prepare_run(resolved: dict, out=runs.DEFAULT_ROOT) -> Path:
-    """Create the run folder of a resolved sweep, with its sweep.yaml (no model is loaded)."""
+    """Create the run folder of a resolved sweep, with its sweep.yaml. `max_batch: auto` becomes the number the
+    batch probe finds (written down, so that a resumed run makes exactly the same batches)."""
+    if resolved["max_batch"] == "auto":
+        from .batching import probed_batch
+        resolved = {**resolved, "max_batch": probed_batch(resolved)}
     run_dir = runs.new_run_dir(resolved["name"], out)
     (run_dir / "images").mkdir()
     runs.atomic_write(run_dir / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
@@ -590,7 +594,11 @@ def dry_run(resolved: dict) -> str:
     for cell in cells:
         lines.append(f"  cell {cell.index}: {', '.join(cell.labels.values()) or 'base'}  seeds {cell.seeds}")
     n_images = sum(len(c.seeds) for c in cells)
-    n_calls = len(batches(cells, resolved["max_batch"]))
+    max_batch = resolved["max_batch"]
+    if max_batch == "auto":
+        from .batching import probed_batch
+        max_batch = probed_batch(resolved)
+    n_calls = len(batches(cells, max_batch))
     model = load(resolved["model"], resolved["task"], device=resolved["device"], dtype=resolved["dtype"],
                  lora=resolved["lora"], textual_inversion=resolved["textual_inversion"], progress=False)
     probe = dataclasses.replace(cells[0].params, num_inference_steps=2, strength=None if cells[0].params.task ==
@@ -599,7 +607,7 @@ def dry_run(resolved: dict) -> str:
     start = time.perf_counter()
     generate(model, probe, image=resolved["image"], mask_image=resolved["mask_image"])
     per_step = (time.perf_counter() - start) / 2
-    lines.append(f"{len(cells)} cells, {n_images} images in {n_calls} pipeline calls; about "
+    lines.append(f"{len(cells)} cells, {n_images} images in {n_calls} pipeline calls of up to {max_batch}; about "
                  f"{estimate_seconds(resolved, per_step):.0f} s on {model.device} "
                  f"(calibrated: {per_step:.3f} s per image-step, before batching gains)")
     return "\n".join(lines)
