@@ -262,3 +262,15 @@ def test_digits_quality_bar(tmp_path):
     run = train(load_config(ROOT / "configs" / "ddpm" / "digits.yaml"), out=tmp_path, progress=False)
     from difflab.ddpm.evaluate import evaluate_checkpoint
     assert evaluate_checkpoint(run, n=1000, sampler="ddim", steps=50, guidance_scale=2.0)["cas"] >= 0.9
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path):
+    """compile=True (torch.compile of the network) trains to the same losses as eager, within float tolerance."""
+    path, overrides = tiny_config(tmp_path, ["steps=4", "sample_every=1000", "checkpoint_every=1000"])
+    losses = {}
+    for flag in (False, True):
+        run = train(load_config(path, overrides + [f"compile={str(flag).lower()}"]), out=tmp_path / str(flag),
+                    progress=False)
+        losses[flag] = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
