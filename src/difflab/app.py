@@ -304,15 +304,14 @@ def build(studio: Studio):
 
         # --- moving images between tabs
 
-        def to_img2img(path):
+        def send(path, tab: str):
             if not path:
                 raise gr.Error("Select an image in the results first", print_exception=False)
-            return path, gr.Tabs(selected="img2img")
+            value = path if tab == "img2img" else {"background": path, "layers": [], "composite": path}
+            return value, gr.Tabs(selected=tab)
 
-        def to_inpaint(path):
-            if not path:
-                raise gr.Error("Select an image in the results first", print_exception=False)
-            return {"background": path, "layers": [], "composite": path}, gr.Tabs(selected="inpaint")
+        to_img2img = lambda path: send(path, "img2img")  # noqa: E731
+        to_inpaint = lambda path: send(path, "inpaint")  # noqa: E731
 
         for out in (t2i_out, i2i_out, inp_out, gallery_ui):
             out["gallery"].select(remember, None, selected, queue=False, api_visibility="private")

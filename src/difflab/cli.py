@@ -91,12 +91,15 @@ ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
 
 
 def _add_run_args(p, what: str, example: str, resume_help: str) -> None:
-    """CONFIG, --set, --out and --resume: shared by the commands that run from a YAML config."""
+    """CONFIG, --set, --out, --resume, --no-progress and --tracker: shared by the commands that run from a YAML
+    config."""
     p.add_argument("config", nargs="?", help=f"{what} YAML (not needed with --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a config value (dotted keys, YAML values): {example}")
     p.add_argument("--out", default=str(runs.DEFAULT_ROOT), help="results folder (default results/)")
     p.add_argument("--resume", metavar="RUN_DIR", help=resume_help)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_tracker_arg(p)
 
 
 def _add_tracker_arg(p) -> None:
@@ -121,16 +124,12 @@ def build_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true", help="print the cells, image count and a time estimate")
     p.add_argument("--processes", type=int, default=1,
                    help="run as N processes through accelerate (one GPU each where there are GPUs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_tracker_arg(p)
     p = sub.add_parser("train", help="train a DDPM from scratch (configs/ddpm/*.yaml)",
                        description="Train a DDPM from scratch. Several processes or GPUs: "
                                    "accelerate launch --num_processes N -m difflab train CONFIG")
     _add_run_args(p, "training", "--set steps=500 --set model.channels=64",
                   "continue a run from its latest checkpoint")
     p.add_argument("--data-dir", help="where the dataset is (same as --set data.data_dir=...)")
-    p.add_argument("--no-progress", action="store_true")
-    _add_tracker_arg(p)
     for name, text in (("sample", "draw images from a trained DDPM"), ("eval", "score a trained DDPM")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("checkpoint", help="a training run folder, a checkpoint folder or an ema.safetensors file")

@@ -61,7 +61,7 @@ def run_tour(params_file=OFFLINE, out=runs.DEFAULT_ROOT, overrides=()) -> Path:
             except (InputError, RuntimeError, OSError) as e:
                 entry["error"] = f"{type(e).__name__}: {e}"
             sweeps.append(entry)
-    pages = [{**asdict(r), "title": _title(Path(notebooks.NOTEBOOKS / Path(r.notebook).name))} for r in results]
+    pages = [{**asdict(r), "title": _title(notebooks.NOTEBOOKS / Path(r.notebook).name)} for r in results]
     intro = (f"Parameters: {params_file}. Every image carries its parameters (`difflab info FILE`); "
              "`difflab generate --from FILE` makes it again.")
     page = runs.atomic_write(tour / "index.html",

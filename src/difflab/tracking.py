@@ -8,10 +8,15 @@ gone) warns once, in one line, and the run goes on with its local records intact
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
 import time
 import warnings
 from pathlib import Path
+
+import yaml
 
 from .params import InputError
 
@@ -130,7 +135,6 @@ class TensorBoardTracker(Tracker):
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 
     def _log_params(self, params):
-        import json
         self.writer.add_text("config", "```\n" + json.dumps(params, indent=2, default=str) + "\n```")
 
     def _log_metrics(self, metrics, step):
@@ -166,7 +170,6 @@ def make(name: str, run_dir) -> Tracker:
 # --- the local record, read back: `difflab runs` and `difflab runs show`
 
 def _pid_alive(record: dict) -> bool:
-    import socket
     if record.get("host") != socket.gethostname() or not record.get("pid"):
         return False
     try:
@@ -184,10 +187,6 @@ def _status(record: dict) -> str:
 
 def summarize(run_dir) -> dict:
     """What one run folder is: kind, date, model, key parameters, images (or steps) done and failed, status."""
-    import json
-
-    import yaml
-
     d = Path(run_dir)
     out = {"name": d.name, "kind": "unknown", "date": _date(d.name), "model": "", "parameters": "",
            "done": 0, "failed": 0, "total": None, "status": "unknown", "seconds": None, "path": str(d)}
@@ -237,7 +236,6 @@ def summarize(run_dir) -> dict:
 
 
 def _date(name: str) -> str:
-    import re
     m = re.match(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})", name)
     return f"{m[1]}-{m[2]}-{m[3]} {m[4]}:{m[5]}:{m[6]}" if m else ""
 
@@ -261,8 +259,6 @@ def table(rows: list[dict]) -> str:
 
 def show(run_dir) -> str:
     """One run: its summary, parameters, timing and artifacts."""
-    import json
-
     d = Path(run_dir)
     if not d.is_dir():
         raise InputError(f"run: {str(run_dir)!r} is not a run folder")
