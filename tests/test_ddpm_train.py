@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from difflab import InputError
 from difflab.cli import main
 from difflab.ddpm.data import DataConfig, _ArraysOnly, batch_indices, load_dataset
-from difflab.ddpm.train import load_config, train
+from difflab.ddpm.config import load_config
+from difflab.ddpm.train import train
 from difflab.ddpm.unet import UNet, UNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +249,7 @@ def test_ddpm_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, argv, 
 
 
 def test_ddpm_package_does_not_import_diffusers():
-    code = "import sys, difflab.ddpm.train, difflab.ddpm.evaluate, difflab.ddpm.sampling; print('diffusers' in sys.modules)"
+    code = "import sys, difflab.ddpm.train, difflab.ddpm.evaluate, difflab.ddpm.generation; print('diffusers' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False"
     for source in (ROOT / "src" / "difflab" / "ddpm").glob("*.py"):

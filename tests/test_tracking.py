@@ -11,7 +11,8 @@ import pytest
 import difflab
 from difflab import tracking
 from difflab.cli import main
-from difflab.ddpm.train import load_config, train
+from difflab.ddpm.config import load_config
+from difflab.ddpm.train import train
 
 SECRET = "secret-api-key-0123456789"
 

@@ -6,14 +6,15 @@
     out[0].save("fox.png")                          # PNG with A1111 infotext + full JSON record
 """
 
-__version__ = "0.1.0"
+from .errors import InputError
+from .generate import GeneratedImage, generate, regenerate, version
+from .masks import make_mask
+from .metadata import read as read_metadata
+from .params import SCHEDULERS, GenerationParams
+from .pipelines import Model, load
+from .sweep import SweepRun, run_sweep
 
-from .generate import GeneratedImage, generate, regenerate  # noqa: E402
-from .masks import make_mask  # noqa: E402
-from .metadata import read as read_metadata  # noqa: E402
-from .params import SCHEDULERS, GenerationParams, InputError  # noqa: E402
-from .pipelines import Model, load  # noqa: E402
-from .sweep import SweepRun, run_sweep  # noqa: E402
+__version__ = version()
 
 __all__ = ["GeneratedImage", "GenerationParams", "InputError", "Model", "SCHEDULERS", "SweepRun", "generate",
            "load", "make_mask", "read_metadata", "regenerate", "run_sweep"]

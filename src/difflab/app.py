@@ -16,7 +16,8 @@ import gradio as gr
 import yaml
 
 from . import masks, metadata, runs
-from .params import SCHEDULERS, GenerationParams, InputError
+from .errors import InputError
+from .params import SCHEDULERS, GenerationParams
 from .sweep import AXIS_PARAMS
 
 TEXT2IMG_AXES = [name for name, (_, _, tasks) in AXIS_PARAMS.items() if "text2img" in tasks]
@@ -101,48 +102,31 @@ class Studio:
 
     def run(self, requests: list[GenerationParams], image, mask, events: queue.Queue,
             cancel: threading.Event) -> None:
-        """Generate every request into one run folder; report previews, results and errors on `events`.
-        `cancel` is this job's own flag: set before the device is free, the job never starts."""
-        from .generate import generate
+        """Generate every request into one run folder (as the CLI does); report previews, results and errors on
+        `events`. `cancel` is this job's own flag: set before the device is free, the job never starts."""
+        from .generate import generate_run
         from .viz import latent_preview
+
+        def on_step(pipe, i, t, kwargs):
+            if cancel.is_set():
+                pipe._interrupt = True  # diffusers skips the remaining steps
+            elif (i + 1) % PREVIEW_EVERY == 0:
+                events.put(("preview", (i + 1, pipe.num_timesteps, latent_preview(kwargs["latents"][0]))))
+            return kwargs
+
+        saved = []
+
+        def on_saved(paths):
+            saved.extend(paths)
+            events.put(("images", list(saved)))
 
         with self.lock:
             self.cancel = cancel
-            saved, run_dir, status = [], None, "complete"
             try:
-                model = self.model
-                for params in requests:
-                    total = params.num_inference_steps
-
-                    def on_step(pipe, i, t, kwargs, total=total):
-                        if cancel.is_set():
-                            pipe._interrupt = True  # diffusers skips the remaining steps
-                        elif (i + 1) % PREVIEW_EVERY == 0:
-                            events.put(("preview", (i + 1, total, latent_preview(kwargs["latents"][0]))))
-                        return kwargs
-
-                    if cancel.is_set():
-                        status = "interrupted"
-                        break
-                    batch = generate(model, params, image=image, mask_image=mask, callback=on_step)
-                    if cancel.is_set():
-                        status = "interrupted"
-                        break
-                    if run_dir is None:
-                        run_dir = runs.new_run_dir(f"app-{params.task}-{params.prompt or 'image'}", self.results)
-                        if mask is not None or params.boxes:
-                            from .inputs import prepare
-                            prepared = prepare(params, image, mask)
-                            runs.save_image(prepared.mask, run_dir / "mask.png")
-                    for item in batch:
-                        saved.append(item.save(run_dir / f"{len(saved):04d}-{item.record['seed']}.png"))
-                    events.put(("images", list(saved)))
-                if run_dir is not None:
-                    runs.write_run_record(run_dir, kind="generate", status=status, command=["difflab", "app"],
-                                          task=requests[0].task, model=model.describe(),
-                                          params=requests[0].to_dict(), prompts=[r.prompt for r in requests],
-                                          images=[p.name for p in saved])
-                events.put(("done", (status, run_dir, saved)))
+                run = generate_run(self.model, requests, image=image, mask_image=mask, out=self.results,
+                                   name=f"app-{requests[0].task}-{requests[0].prompt or 'image'}",
+                                   command=["difflab", "app"], callback=on_step, cancel=cancel, on_saved=on_saved)
+                events.put(("done", (run.status, run.dir, run.images)))
             except InputError as e:
                 events.put(("error", str(e)))
             except Exception as e:  # noqa: BLE001  (shown in the page as one line; the server goes on)
@@ -426,7 +410,7 @@ def sweep_tab(studio: Studio, schedulers) -> None:
         worker.start()
         try:
             while worker.is_alive():
-                done = len(sweep.read_manifest(run_dir))
+                done = len(runs.read_manifest(run_dir))
                 progress((done, total), desc=f"{done}/{total} images")
                 yield gr.skip(), f"{done}/{total} images…"
                 time.sleep(0.3)

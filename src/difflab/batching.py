@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from . import runs, tiny
+from . import runs, samples
 
 CAP = 64          # never probe beyond this many images per call
 CPU_BATCH = 8     # batching gains little on CPUs (bench/RESULTS.md); larger batches only delay the first images
@@ -44,7 +44,7 @@ def probed_batch(resolved: dict, fits=None) -> int:
     device = resolve_device(resolved["device"])
     if not device.startswith("cuda") and fits is None:
         return CPU_BATCH
-    store = tiny.cache_root() / "batch_sizes.json"
+    store = runs.cache_root() / "batch_sizes.json"
     known = json.loads(store.read_text()) if store.exists() else {}
     key = _key(resolved, device)
     if key not in known:
@@ -59,15 +59,14 @@ def _cuda_fits(resolved: dict, device: str):
     from .generate import generate
     from .params import GenerationParams
     from .pipelines import load
-    from .sweep import input_path
 
     model = load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"], progress=False)
     params = GenerationParams.from_dict({**resolved["params"], "task": resolved["task"], "num_inference_steps": 1})
 
     def fits(n: int) -> bool:
         try:
-            generate(model, params, image=input_path(resolved.get("image")),
-                     mask_image=input_path(resolved.get("mask_image")), seeds=list(range(n)))
+            generate(model, params, image=samples.input_path(resolved.get("image")),
+                     mask_image=samples.input_path(resolved.get("mask_image")), seeds=list(range(n)))
             return True
         except torch.cuda.OutOfMemoryError:
             return False

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import config as configs
 from . import inputs, masks, metadata, pipelines, runs, tracking
-from .params import SCHEDULERS, GenerationParams, InputError
+from .errors import InputError
+from .params import SCHEDULERS, GenerationParams
 
 EXIT_BAD_INPUT = 2
 FAST_PATHS = ("channels_last", "fuse_qkv", "compile")
@@ -103,7 +104,7 @@ def _add_run_args(p, what: str, example: str, resume_help: str) -> None:
 
 
 def _add_tracker_arg(p) -> None:
-    p.add_argument("--tracker", choices=("local", "comet", "tensorboard"),
+    p.add_argument("--tracker", choices=tracking.TRACKERS,
                    help="mirror the run's records to Comet or TensorBoard (local records are always written)")
 
 
@@ -244,61 +245,32 @@ def cmd_generate(args) -> int:
     params, prompts, record = _request(args)
     image = getattr(args, "image", None)
     mask = getattr(args, "mask", None)
-    prepared = inputs.prepare(params, image, mask)
+    inputs.prepare(params, image, mask)
     options = _model_options(args, record)
     pipelines.check_device_dtype(args.device, args.dtype)
     args.model = args.model or pipelines.DEFAULT_MODEL
     pipelines.resolve_source(args.model)
 
     # 2. load (heavy imports from here on)
-    from tqdm.auto import tqdm
-
-    from .generate import generate, regenerate
+    from .generate import generate_run
     model = pipelines.load(args.model, params.task, **options)
 
     # 3. generate and save; the run folder appears with the first image
-    run_dir = tracker = None
-    saved = []
-    try:
-        if record is not None and not _overrides(args):
-            batches = [[regenerate(record, model)]]
-        else:
-            batches = (generate(model, params, image=image, mask_image=mask, prompt=prompt)
-                       for prompt in tqdm(prompts, desc="prompts", unit="prompt", disable=len(prompts) == 1))
-        for batch in batches:
-            if run_dir is None:
-                run_dir = runs.new_run_dir(args.name or prompts[0], args.out)
-                if prepared.mask is not None:
-                    runs.save_image(prepared.mask, run_dir / "mask.png")
-                    runs.save_image(masks.overlay(prepared.image, prepared.mask), run_dir / "mask_overlay.png")
-                tracker = tracking.make(args.tracker or "local", run_dir)
-                tracker.log_params({**params.to_dict(), "model": model.describe(), "prompts": prompts})
-            for item in batch:
-                path = item.save(run_dir / f"{len(saved):04d}-{item.record['seed']}.png")
-                saved.append(str(path))
-                tracker.log_image(path, path.stem, item.record)
-                print(path)
-        _write_run(run_dir, args, params, prompts, model, saved, "complete")
-        tracker.finish("complete")
-    except KeyboardInterrupt:
-        if run_dir is not None:
-            _write_run(run_dir, args, params, prompts, model, saved, "interrupted")
-            tracker.finish("interrupted")
-        print(f"difflab: interrupted; {len(saved)} image(s) saved" + (f" in {run_dir}" if run_dir else ""),
-              file=sys.stderr)
+    requests = [GenerationParams.from_dict({**params.to_dict(), "prompt": prompt}) for prompt in prompts]
+    run = generate_run(model, requests, image=image, mask_image=mask, out=args.out, name=args.name or prompts[0],
+                       command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
+                       from_record=record if record is not None and not _overrides(args) else None,
+                       on_saved=lambda paths: print(*paths, sep="\n"))
+    where = f" in {run.dir}" if run.dir else ""
+    if run.status == "interrupted":
+        print(f"difflab: interrupted; {len(run.images)} image(s) saved{where}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"{len(saved)} image(s) in {run_dir}", file=sys.stderr)
+    print(f"{len(run.images)} image(s){where}", file=sys.stderr)
     return 0
 
 
 def _overrides(args) -> bool:
     return any(getattr(args, arg, None) is not None for arg in ARG_TO_FIELD)
-
-
-def _write_run(run_dir, args, params, prompts, model, saved, status) -> None:
-    runs.write_run_record(run_dir, kind="generate", status=status, command=["difflab", *sys.argv[1:]],
-                          task=params.task, model=model.describe(), params=params.to_dict(), prompts=prompts,
-                          images=[Path(p).name for p in saved])
 
 
 def cmd_info(args) -> int:
@@ -367,7 +339,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .ddpm.train import load_config, train
+    from .ddpm.config import load_config
+    from .ddpm.train import train
 
     if args.resume:
         if args.config or args.overrides or args.data_dir:
@@ -399,7 +372,7 @@ def _check_sampling_args(args) -> None:
 
 def cmd_sample(args) -> int:
     _check_sampling_args(args)
-    from .ddpm.sampling import sample_to_folder
+    from .ddpm.generation import sample_to_folder
 
     run = sample_to_folder(args.checkpoint, sampler=args.sampler, steps=args.steps, eta=args.eta,
                            guidance_scale=args.guidance, classes=args.classes, n=args.n, seed=args.seed,
@@ -430,16 +403,18 @@ def cmd_demo(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from . import tracking
+    from . import listing
 
     if args.what[:1] == ["show"]:
         if len(args.what) != 2:
             raise InputError("runs show: give one run folder: difflab runs show RUN")
-        print(tracking.show(args.what[1]))
+        print(listing.show(args.what[1]))
         return 0
     if len(args.what) > 1:
         raise InputError(f"runs: {' '.join(args.what)!r}; use difflab runs [DIR] or difflab runs show RUN")
-    print(tracking.table(tracking.list_runs(args.what[0] if args.what else runs.DEFAULT_ROOT)))
+    root = args.what[0] if args.what else str(runs.DEFAULT_ROOT)
+    found = listing.list_runs(root)
+    print(listing.table(found) if found else f"no runs under {root}")
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .params import InputError
+from .errors import InputError
 
 
 def load_yaml(path) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import notebooks, report, runs
-from .params import InputError
+from .errors import InputError
 
 OFFLINE = "configs/notebooks/offline.yaml"
 SWEEPS = notebooks.REPO / "configs" / "sweeps"

@@ -10,11 +10,12 @@ import dataclasses
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, inputs, masks, metadata, runs, seeding
-from .params import GenerationParams, InputError
+from . import inputs, masks, metadata, runs, seeding, tracking
+from .errors import InputError
+from .params import GenerationParams
 from .pipelines import Model, load, scheduler_label
 
 
@@ -35,12 +36,23 @@ class GeneratedImage:
         return self.image._repr_png_()
 
 
+def version() -> str:
+    """difflab's own version, from the installed package's metadata (pyproject.toml is the one source)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("difflab")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
 def _versions() -> dict:
     import diffusers
     import torch
     import transformers
 
-    return {"difflab": __version__, "diffusers": diffusers.__version__, "torch": torch.__version__,
+    return {"difflab": version(), "diffusers": diffusers.__version__, "torch": torch.__version__,
             "transformers": transformers.__version__}
 
 
@@ -173,3 +185,66 @@ def regenerate(record: dict, model: Model | None = None) -> GeneratedImage:
     out = generate(model, params, image=_recorded_input(record, "image"),
                    mask_image=_recorded_input(record, "mask_image"), seeds=record["batch"]["seeds"])
     return out[record["batch"]["index"]]
+
+
+# --- a generation run: one folder of images with their run record (the CLI's, the web UI's, a notebook's)
+
+@dataclass
+class GenerationRun:
+    dir: Path | None                 # <out>/<timestamp>-<name>/, created with the first image (None: nothing saved)
+    images: list[Path] = field(default_factory=list)
+    status: str = "complete"         # complete | interrupted (Ctrl-C, or the caller's cancel flag)
+
+
+def generate_run(model: Model, requests: list[GenerationParams], *, image=None, mask_image=None,
+                 out=runs.DEFAULT_ROOT, name: str | None = None, command: list | None = None, tracker: str = "local",
+                 callback=None, cancel=None, on_saved=None, from_record: dict | None = None,
+                 progress: bool = False) -> GenerationRun:
+    """Generate every request (one pipeline call each) into one run folder, and return the run.
+
+    The folder appears with the first finished batch and holds `NNNN-<seed>.png` (each with its record),
+    mask.png and mask_overlay.png for inpainting, and run.json (what made the images, and whether all finished).
+    `from_record`: remake that image's batch instead (`--from`). `cancel`: a threading.Event checked before and
+    after each call (with `callback` setting `pipe._interrupt`, it stops within a step); a cancelled call saves
+    nothing. Ctrl-C and `cancel` end the run as `interrupted`, with what was finished kept and recorded.
+    `on_saved(paths)` is told each batch's files as they are written; `tracker` mirrors the images to Comet or TensorBoard.
+    """
+    from tqdm.auto import tqdm
+
+    run = GenerationRun(None)
+    first = requests[0]
+    prepared = inputs.prepare(first, image, mask_image)
+    mirror = None
+    stopped = lambda: cancel is not None and cancel.is_set()  # noqa: E731
+    try:
+        for params in tqdm(requests, desc="prompts", unit="prompt", disable=not progress or len(requests) == 1):
+            if stopped():
+                break
+            batch = [regenerate(from_record, model)] if from_record is not None else \
+                generate(model, params, image=image, mask_image=mask_image, callback=callback)
+            if stopped():
+                break
+            if run.dir is None:
+                run.dir = runs.new_run_dir(name or first.prompt or first.task, out)
+                if prepared.mask is not None:
+                    runs.save_image(prepared.mask, run.dir / "mask.png")
+                    runs.save_image(masks.overlay(prepared.image, prepared.mask), run.dir / "mask_overlay.png")
+                mirror = tracking.make(tracker, run.dir)
+                mirror.log_params({**first.to_dict(), "model": model.describe(), "prompts": [r.prompt for r in requests]})
+            saved = []
+            for item in batch:
+                saved.append(item.save(run.dir / f"{len(run.images) + len(saved):04d}-{item.record['seed']}.png"))
+                mirror.log_image(saved[-1], saved[-1].stem, item.record)
+            run.images += saved
+            if on_saved is not None:
+                on_saved(saved)
+    except KeyboardInterrupt:
+        run.status = "interrupted"
+    if stopped():
+        run.status = "interrupted"
+    if run.dir is not None:
+        runs.write_run_record(run.dir, kind="generate", status=run.status, command=command, task=first.task,
+                              model=model.describe(), params=first.to_dict(), prompts=[r.prompt for r in requests],
+                              images=[p.name for p in run.images])
+        mirror.finish(run.status)
+    return run

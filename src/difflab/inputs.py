@@ -12,7 +12,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from . import masks
-from .params import GenerationParams, InputError
+from .errors import InputError
+from .params import GenerationParams
 
 
 def open_image(path, field: str = "image") -> Image.Image:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from .params import InputError
+from .errors import InputError
 
 Box = tuple[float, float, float, float]
 

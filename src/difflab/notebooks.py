@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import config as configs
 from . import runs, tracking
-from .params import InputError
+from .errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"

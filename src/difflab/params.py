@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .seeding import InputError, resolve_seed
+from .errors import InputError
+from .seeding import resolve_seed
 
 TASKS = ("text2img", "img2img", "inpaint")
 

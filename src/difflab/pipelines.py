@@ -18,8 +18,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import tiny
-from .params import SCHEDULERS, TASKS, InputError, check_scheduler
+from . import runs, tiny
+from .errors import InputError
+from .params import SCHEDULERS, TASKS, check_scheduler
 
 PIPELINE_CLASSES = {
     "text2img": "StableDiffusionPipeline",
@@ -89,7 +90,7 @@ def file_sha256(path) -> str:
         return path.name
     stat = path.stat()
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = tiny.cache_root() / "hashes.json"
+    cache_file = runs.cache_root() / "hashes.json"
     try:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
@@ -100,8 +101,7 @@ def file_sha256(path) -> str:
             for block in iter(lambda: f.read(1 << 24), b""):
                 digest.update(block)
         cache[key] = digest.hexdigest()
-        from .runs import write_json
-        write_json(cache_file, cache)
+        runs.write_json(cache_file, cache)
     return cache[key]
 
 
@@ -263,7 +263,7 @@ def apply_fast_paths(pipe, channels_last: bool = False, fuse_qkv: bool = False, 
     if compile:
         # compiled code is cached on disk by inductor, so a new process (a resumed sweep) compiles faster
         import os
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tiny.cache_root() / "inductor"))
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(runs.cache_root() / "inductor"))
         pipe.unet = torch.compile(pipe.unet, fullgraph=True)
         pipe.vae.decode = torch.compile(pipe.vae.decode)
 

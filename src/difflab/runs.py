@@ -1,6 +1,7 @@
-"""Run folders and atomic writes: nothing half-written is ever left on disk.
+"""Everything difflab writes to disk: run folders, atomic writes, manifests, run records and the cache root.
 
-A run folder is `<root>/<YYYYmmdd-HHMMSS>-<slug>/`; the folder alone is enough to understand the run.
+Nothing half-written is ever left on disk. A run folder is `<root>/<YYYYmmdd-HHMMSS>-<slug>/`; the folder alone is
+enough to understand the run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_ROOT = Path("results")
+MANIFEST = "manifest.jsonl"
+
+
+def cache_root() -> Path:
+    """Where difflab keeps what it builds: $DIFFLAB_CACHE, else $XDG_CACHE_HOME/difflab, else ~/.cache/difflab."""
+    if os.environ.get("DIFFLAB_CACHE"):
+        return Path(os.environ["DIFFLAB_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "difflab"
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -76,6 +85,43 @@ def save_image(image, path, pnginfo=None) -> Path:
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=pnginfo)
     return atomic_write(path, buf.getvalue())
+
+
+# --- the manifest: one JSON line per image, appended; a torn last line (a kill mid-write) is ignored
+
+def read_manifest(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill
+    return entries
+
+
+def append_manifest(run_dir: Path, entry: dict) -> None:
+    """One write() of one whole line on an O_APPEND file: lines from several processes never interleave."""
+    fd = os.open(Path(run_dir) / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def compact_manifest(run_dir: Path) -> dict[str, dict]:
+    """Keep the first finished line of each image whose file exists; drop failures (they will be retried)
+    and torn lines. Rewritten atomically; returns the finished entries by key."""
+    done = {}
+    for entry in read_manifest(run_dir):
+        if entry.get("status") == "ok" and entry["key"] not in done and (Path(run_dir) / entry["file"]).is_file():
+            done[entry["key"]] = entry
+    text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in done.values())
+    atomic_write(Path(run_dir) / MANIFEST, text)
+    return done
 
 
 def write_run_record(run_dir, *, kind: str, status: str, command: list, task: str, model: dict, params: dict,

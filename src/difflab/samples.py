@@ -6,7 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .tiny import cache_root
+from .errors import InputError
+from .runs import cache_root, save_image
 
 PHOTOS = ("china", "flower")  # scikit-learn's two sample photos (640x427 JPEGs)
 
@@ -29,6 +30,16 @@ def sample_photo_file(name: str = "china", size: int | None = None) -> Path:
     """The same photo saved as a PNG in difflab's cache (for the CLI and for metadata that names a file)."""
     path = cache_root() / "samples" / f"{name}-{size or 'full'}.png"
     if not path.exists():
-        from .runs import save_image
         save_image(sample_photo(name, size), path)
     return path
+
+
+def input_path(spec: str | None) -> str | None:
+    """A sweep's input image: a path, or `sample:NAME[:SIZE]` for a photo that an installed package ships."""
+    if spec is None or not spec.startswith("sample:"):
+        return spec
+    _, name, *size = spec.split(":")
+    if name not in PHOTOS or (size and not size[0].isdigit()):
+        raise InputError(f"image: {spec!r} is not allowed; use sample:NAME[:SIZE] with NAME one of "
+                         f"{', '.join(PHOTOS)}")
+    return str(sample_photo_file(name, int(size[0]) if size else None))

@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import random
 
+from .errors import InputError
+
 MAX_SEED = 2**32 - 1
-
-
-class InputError(ValueError):
-    """Bad input from a user: the message names the field, the value and what is allowed.
-
-    The CLI prints it as one line and exits with status 2.
-    """
 
 
 def resolve_seed(seed: int | None) -> int:

@@ -23,8 +23,9 @@ from pathlib import Path
 import yaml
 
 from . import config as configs
-from . import runs, tracking
-from .params import SCHEDULERS, GenerationParams, InputError
+from . import runs, samples, tracking
+from .errors import InputError
+from .params import SCHEDULERS, GenerationParams
 from .pipelines import DEFAULT_MODEL
 from .seeding import resolve_seed
 
@@ -46,7 +47,6 @@ AXIS_PARAMS = {
     "lora_scale": ("LoRA scale", float, ALL_TASKS),
 }
 AXES = ("x", "y", "z")
-MANIFEST = "manifest.jsonl"
 
 
 @dataclass
@@ -196,7 +196,7 @@ def resolve(data: dict) -> dict:
         resolved[name] = {"param": axis.param, "values": values}
     plan(resolved)  # every cell is a valid request
     for key in ("image", "mask_image"):
-        resolved[key] = input_path(resolved[key])
+        resolved[key] = samples.input_path(resolved[key])
     return resolved
 
 
@@ -233,55 +233,6 @@ def batches(cells: list[Cell], max_batch: int) -> list[list[tuple[Cell, int]]]:
         key = json.dumps({**cell.params.to_dict(), "seed": None, "num_images": None}, sort_keys=True)
         groups.setdefault(key, []).extend((cell, seed) for seed in cell.seeds)
     return [jobs[i:i + max_batch] for jobs in groups.values() for i in range(0, len(jobs), max_batch)]
-
-
-def input_path(spec: str | None) -> str | None:
-    """A sweep's input image: a path, or `sample:NAME[:SIZE]` for a photo that an installed package ships."""
-    if spec is None or not spec.startswith("sample:"):
-        return spec
-    from .samples import PHOTOS, sample_photo_file
-    _, name, *size = spec.split(":")
-    if name not in PHOTOS or (size and not size[0].isdigit()):
-        raise InputError(f"image: {spec!r} is not allowed; use sample:NAME[:SIZE] with NAME one of "
-                         f"{', '.join(PHOTOS)}")
-    return str(sample_photo_file(name, int(size[0]) if size else None))
-
-
-# --- the manifest: one JSON line per image, appended; a torn last line (a kill mid-write) is ignored
-
-def read_manifest(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill
-    return entries
-
-
-def append_manifest(run_dir: Path, entry: dict) -> None:
-    """One write() of one whole line on an O_APPEND file: lines from several processes never interleave."""
-    fd = os.open(Path(run_dir) / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def compact_manifest(run_dir: Path) -> dict[str, dict]:
-    """Keep the first finished line of each image whose file exists; drop failures (they will be retried)
-    and torn lines. Rewritten atomically; returns the finished entries by key."""
-    done = {}
-    for entry in read_manifest(run_dir):
-        if entry.get("status") == "ok" and entry["key"] not in done and (Path(run_dir) / entry["file"]).is_file():
-            done[entry["key"]] = entry
-    text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in done.values())
-    runs.atomic_write(Path(run_dir) / MANIFEST, text)
-    return done
 
 
 # --- running
@@ -345,53 +296,26 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
     model: an already loaded Model to use when it is the sweep's model (the web UI's); stop_event: a threading.Event
     that ends the sweep after the current batch, like Ctrl-C (resumable)."""
     from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
-    from tqdm.auto import tqdm
-
-    from .pipelines import load
 
     state = PartialState()
-    run_dir = Path(run_dir)
-    if state.num_processes > 1:  # every rank works in the folder that rank 0 was given
-        run_dir = Path(broadcast_object_list([str(run_dir)])[0])
-    resolved = load_resolved(run_dir)
-    cells = plan(resolved)
-    check_inputs(resolved)
-    if state.is_main_process:
-        compact_manifest(run_dir)
-    state.wait_for_everyone()
-    done = {e["key"] for e in read_manifest(run_dir) if e.get("status") == "ok"}
-
+    run_dir, resolved, done = _open(run_dir, state)
     tracker = tracking.make(resolved.get("tracker", "local"), run_dir) if state.is_main_process else \
         tracking.Tracker(run_dir)
     tracker.log_params(resolved)
-    plan_batches = batches(cells, resolved["max_batch"])
-    mine = [b for i, b in enumerate(plan_batches) if i % state.num_processes == state.process_index]
+
+    # this process's share of the fixed plan: every N-th batch, less what is already on disk
+    mine = [b for i, b in enumerate(batches(plan(resolved), resolved["max_batch"]))
+            if i % state.num_processes == state.process_index]
     todo = [b for b in mine if any(cell.key(seed) not in done for cell, seed in b)]
     if todo:
-        device = resolved["device"]
-        if state.num_processes > 1 and device == "auto":
-            device = str(state.device)
-        if model is None or model.source.name != resolved["model"] or resolved["lora"] or resolved["textual_inversion"]:
-            model = load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"],
-                         lora=resolved["lora"], textual_inversion=resolved["textual_inversion"], progress=False,
-                         **{k: resolved.get(k, False) for k in ("channels_last", "fuse_qkv", "compile")})
-        total = sum(len(b) for b in mine)
-        bar = tqdm(total=total, initial=total - sum(len(b) for b in todo), unit="img", disable=not progress,
-                   desc=f"sweep {resolved['name']}" + (f" [rank {state.process_index}]" if state.num_processes > 1 else ""))
-        with _StopAfterBatch() as stop:
-            for batch in todo:
-                if stop.requested or (stop_event is not None and stop_event.is_set()):
-                    stop.requested = True
-                    break
-                _run_batch(model, batch, run_dir, resolved, done, tracker)
-                bar.update(len(batch))
-        bar.close()
-        if stop.requested:
+        model = _model_for(resolved, model, state)
+        if not _generate(model, todo, mine, run_dir, resolved, done, tracker, state, progress, stop_event):
             tracker.finish("interrupted")
             print(f"difflab: interrupted; resume with: difflab sweep --resume {run_dir}", file=sys.stderr)
             raise KeyboardInterrupt
     state.wait_for_everyone()
+
+    # rank 0 assembles the grids and the page from what every process wrote
     run = SweepRun(run_dir)
     if state.is_main_process:
         finish(run_dir)
@@ -401,6 +325,53 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
     tracker.finish("failed" if run.failed else "complete")
     state.wait_for_everyone()
     return run
+
+
+def _open(run_dir, state) -> tuple[Path, dict, set[str]]:
+    """Every rank works in the folder rank 0 was given; rank 0 compacts the manifest (dropping failures, which
+    are retried); returns (folder, resolved config, keys of the finished images)."""
+    from accelerate.utils import broadcast_object_list
+
+    run_dir = Path(run_dir)
+    if state.num_processes > 1:
+        run_dir = Path(broadcast_object_list([str(run_dir)])[0])
+    resolved = load_resolved(run_dir)
+    check_inputs(resolved)
+    if state.is_main_process:
+        runs.compact_manifest(run_dir)
+    state.wait_for_everyone()
+    return run_dir, resolved, {e["key"] for e in runs.read_manifest(run_dir) if e.get("status") == "ok"}
+
+
+def _model_for(resolved: dict, model, state):
+    """The given model when it is the sweep's own (and plain), else the sweep's model loaded once."""
+    from .pipelines import load
+
+    if model is not None and model.source.name == resolved["model"] and not resolved["lora"] \
+            and not resolved["textual_inversion"]:
+        return model
+    device = resolved["device"]
+    if state.num_processes > 1 and device == "auto":
+        device = str(state.device)
+    return load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"], lora=resolved["lora"],
+                textual_inversion=resolved["textual_inversion"], progress=False,
+                **{k: resolved.get(k, False) for k in ("channels_last", "fuse_qkv", "compile")})
+
+
+def _generate(model, todo, mine, run_dir, resolved, done, tracker, state, progress, stop_event) -> bool:
+    """Run the batches in `todo` with a progress bar; False when Ctrl-C or `stop_event` stopped it early."""
+    from tqdm.auto import tqdm
+
+    total = sum(len(b) for b in mine)
+    rank = f" [rank {state.process_index}]" if state.num_processes > 1 else ""
+    with tqdm(total=total, initial=total - sum(len(b) for b in todo), unit="img", disable=not progress,
+              desc=f"sweep {resolved['name']}{rank}") as bar, _StopAfterBatch() as stop:
+        for batch in todo:
+            if stop.requested or (stop_event is not None and stop_event.is_set()):
+                return False
+            _run_batch(model, batch, run_dir, resolved, done, tracker)
+            bar.update(len(batch))
+    return not stop.requested
 
 
 def _run_batch(model, batch, run_dir, resolved, done, tracker) -> None:
@@ -432,7 +403,7 @@ def _run_batch(model, batch, run_dir, resolved, done, tracker) -> None:
         else:
             result.save(run_dir / entry["file"])
             tracker.log_image(run_dir / entry["file"], key, result.record)
-        append_manifest(run_dir, entry)
+        runs.append_manifest(run_dir, entry)
         done.add(key)
 
 
@@ -465,7 +436,7 @@ class SweepRun:
         self.dir = Path(run_dir)
         self.config = load_resolved(self.dir)
         self.cells = plan(self.config)
-        self.entries = {e["key"]: e for e in read_manifest(self.dir)}
+        self.entries = {e["key"]: e for e in runs.read_manifest(self.dir)}
 
     def axis(self, name: str) -> dict | None:
         return self.config.get(name)

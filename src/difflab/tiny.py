@@ -11,19 +11,13 @@ the ordinary `from_pretrained` path, exactly like a downloaded model.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
+from .runs import cache_root, publish_mode
+
 TINY_MODELS = ("tiny", "tiny-inpaint")
 TINY_VERSION = 1  # bump when the recipe changes, so stale caches are rebuilt
-
-
-def cache_root() -> Path:
-    """Where difflab keeps what it builds: $DIFFLAB_CACHE, else $XDG_CACHE_HOME/difflab, else ~/.cache/difflab."""
-    if os.environ.get("DIFFLAB_CACHE"):
-        return Path(os.environ["DIFFLAB_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "difflab"
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -99,7 +93,6 @@ def tiny_path(name: str) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
         build_tiny(name, tmp)
-        from .runs import publish_mode
         publish_mode(tmp, folder=True)
         try:
             tmp.rename(folder)

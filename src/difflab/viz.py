@@ -22,7 +22,8 @@ from PIL import Image
 
 from . import runs
 from .grids import labelled_grid
-from .params import GenerationParams, InputError
+from .errors import InputError
+from .params import GenerationParams
 
 
 # --- images, grids, animations

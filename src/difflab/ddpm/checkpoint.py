@@ -17,8 +17,11 @@ import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..params import InputError
+from .. import config as configs
+from ..errors import InputError
 from ..runs import publish_mode
+from .config import TrainConfig
+from .unet import UNet
 
 
 def _state(module: torch.nn.Module) -> dict:
@@ -113,10 +116,6 @@ def load_training_state(folder: Path, model, ema, optimizer, lr_scheduler) -> in
 
 def load_model(path, which: str = "ema"):
     """(network with the checkpoint's weights, its TrainConfig, step) from a run, checkpoint folder or file."""
-    from .. import config as configs
-    from .train import TrainConfig
-    from .unet import UNet
-
     weights = resolve(path)
     if which != "ema" and weights.name == "ema.safetensors":
         weights = weights.with_name(f"{which}.safetensors")

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..params import InputError
+from ..errors import InputError
+from ..runs import cache_root
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -105,7 +106,6 @@ def _cifar_archive(data_dir: Path, download: bool) -> Path:
 
 
 def load_cifar10(size: int, data_dir, download: bool) -> Dataset:
-    from ..tiny import cache_root
 
     data_dir = Path(data_dir) if data_dir else cache_root() / "data" / "cifar10"
     images, labels = [], []

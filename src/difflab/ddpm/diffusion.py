@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..params import InputError
+from ..errors import InputError
 from .schedules import Schedule, extract
 
 OBJECTIVES = ("eps", "x0", "v")

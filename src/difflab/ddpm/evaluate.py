@@ -15,8 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..params import InputError
-from .data import Dataset, to_model_range
+from ..errors import InputError
+from .checkpoint import load_model
+from .data import Dataset, load_dataset, to_model_range, to_uint8
+from .generation import sample_images
+from .schedules import Schedule
 
 
 class DigitClassifier(nn.Module):
@@ -115,11 +118,6 @@ def evaluate_checkpoint(checkpoint_path, *, n: int = 1000, sampler=None, steps=N
                         guidance_scale=None, seed: int = 0, progress: bool = True) -> dict:
     """`difflab eval`: digits models offline (classifier score, Frechet distance in its features), others by
     FID through torchmetrics. Samples cycle through the classes of a class-conditional model."""
-    from .checkpoint import load_model
-    from .data import load_dataset, to_uint8
-    from .sampling import sample_images
-    from .schedules import Schedule
-
     model, cfg, step = load_model(checkpoint_path)
     s = cfg.sample.override(sampler, steps, eta, guidance_scale)
     sampler, steps, eta, guidance_scale = s.sampler, s.steps, s.eta, s.guidance_scale

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..params import InputError
+from ..errors import InputError
 from .diffusion import OBJECTIVES, predict_eps_from_x0, q_posterior, to_x0_eps
 from .schedules import Schedule
+
+SAMPLERS = ("ddim", "ddpm")  # by name, for configs and the CLI
 
 SPACINGS = ("leading", "trailing", "linspace")
 VARIANCES = ("small", "large")

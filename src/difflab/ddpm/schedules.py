@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..params import InputError
+from ..errors import InputError
 
 SCHEDULES = ("linear", "cosine", "sigmoid")
 

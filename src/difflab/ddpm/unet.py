@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..params import InputError
+from ..errors import InputError
 
 
 @dataclass

@@ -1,14 +1,17 @@
-"""Drawing images from a trained network: one seed per image, labels, batches, DDPM or DDIM."""
+"""Generating images with a trained DDPM: seeded batches (`sample_images`, used by training, evaluation and the
+notebooks) and the run folder of `difflab sample`. The sampling algorithms themselves are in samplers.py."""
 
 from __future__ import annotations
 
 import torch
 
-from ..params import InputError
-from .samplers import ddim_sample, ddpm_sample
+from .. import runs
+from ..errors import InputError
+from ..grids import labelled_grid
+from .checkpoint import load_model
+from .data import to_pil as pil
+from .samplers import SAMPLERS, ddim_sample, ddpm_sample
 from .schedules import Schedule
-
-SAMPLERS = ("ddim", "ddpm")
 
 
 def sample_images(model, sched: Schedule, n: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
@@ -64,11 +67,6 @@ def sample_to_folder(checkpoint_path, *, sampler=None, steps=None, eta=None, gui
                      n: int = 64, seed: int = 0, every: int | None = None, out="results"):
     """`difflab sample`: a labelled grid, the individual images (named by index, class and seed), and with
     `every` the trajectory (x_t and predicted x_0 every K steps). Returns the run folder."""
-    from .. import runs
-    from ..grids import labelled_grid
-    from .checkpoint import load_model
-    from .data import to_pil as pil
-
     model, cfg, step = load_model(checkpoint_path)
     s = cfg.sample.override(sampler, steps, eta, guidance_scale)
     sampler, steps, eta, guidance_scale = s.sampler, s.steps, s.eta, s.guidance_scale
