@@ -1,16 +1,11 @@
+import importlib
 import os
 
-import numpy as np
 import pytest
 
 # Offline, always: a test that tried the network would hang or fail here and in CI.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: needs real weights or a network; runs only with DIFFLAB_SLOW=1")
-    config.addinivalue_line("markers", "gpu: needs a CUDA device")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -59,5 +54,8 @@ def photo_file(difflab_cache):
     return sample_photo_file("china", 64)
 
 
-def pixels(image):
-    return np.asarray(image).astype(np.int16)
+@pytest.fixture
+def tiny_everywhere(sd, monkeypatch):
+    """Every `pipelines.load` made by the code under test returns the session's tiny model (loaded once)."""
+    monkeypatch.setattr(importlib.import_module("difflab.pipelines"), "load", lambda *a, **k: sd)
+    return sd

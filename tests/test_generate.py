@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import pixels
+from helpers import pixels
 
 import difflab
 from difflab import InputError

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from conftest import pixels
+from helpers import pixels
 from PIL import Image
 
 import difflab
@@ -107,3 +107,23 @@ def test_info_reads_automatic1111_images(tmp_path, capsys):
     assert main(["info", str(tmp_path / "a1111.png")]) == 0
     assert "Sampler: Euler a" in capsys.readouterr().out
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a1111.png")), np.zeros((8, 8, 3), np.uint8))
+
+
+def test_generate_from_uses_the_recorded_cpu_thread_count(sd, tmp_path, capsys):
+    import torch
+
+    own = torch.get_num_threads()
+    out = difflab.generate(sd, prompt="a lighthouse at dusk", seed=3, num_inference_steps=6, height=96, width=96)[0]
+    assert out.record["cpu_threads"] == own
+    path = out.save(tmp_path / "a.png")
+    other = 1 if own > 1 else 2  # another machine's default
+    torch.set_num_threads(other)
+    try:
+        capsys.readouterr()
+        assert main(["generate", "--from", str(path), "--out", str(tmp_path / "b")]) == 0
+        assert f"running on {own} CPU threads, as recorded in {path}" in capsys.readouterr().err
+        assert torch.get_num_threads() == other  # put back afterwards
+    finally:
+        torch.set_num_threads(own)
+    (again,) = (tmp_path / "b").glob("*/*.png")
+    assert (pixels(Image.open(again)) == pixels(Image.open(path))).all()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import pixels
+from helpers import pixels
 from safetensors.torch import load_file, save_file
 
 import difflab

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import difflab
-from conftest import pixels
+from helpers import pixels
 from difflab.cli import main
 
 REQUEST = dict(prompt="a red fox in the snow", seed=3, num_inference_steps=4, num_images=2)

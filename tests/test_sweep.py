@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import pixels
+from helpers import pixels
 from PIL import Image
 
-from difflab import InputError
+from difflab import InputError, read_metadata
 from difflab import sweep as sw
 from difflab.cli import main
 
@@ -89,15 +89,13 @@ def test_dry_run_lists_cells_images_and_a_time_estimate(sd, tmp_path, capsys):
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 
-def test_run_writes_everything_and_reuses_embeddings(sd, tmp_path, monkeypatch):
+def test_run_writes_everything_and_reuses_embeddings(sd, tmp_path, monkeypatch, tiny_everywhere):
     gen = importlib.import_module("difflab.generate")
     calls, encodes = [], []
     real_generate = gen.generate
     monkeypatch.setattr(gen, "generate", lambda *a, **k: (calls.append(k.get("seeds")), real_generate(*a, **k))[1])
     text_encoder_forward = sd.pipe.text_encoder.forward
     monkeypatch.setattr(sd.pipe.text_encoder, "forward", lambda *a, **k: (encodes.append(1), text_encoder_forward(*a, **k))[1])
-    import difflab.pipelines
-    monkeypatch.setattr(difflab.pipelines, "load", lambda *a, **k: sd)
     run = sw.run_sweep(spec(params={"prompt": "a fox", "num_inference_steps": 3, "seed": 1}), out=tmp_path,
                        progress=False)
     assert calls == [[1, 2, 3]] * 3  # 9 images, 3 batched pipeline calls
@@ -138,9 +136,8 @@ def test_grid_respects_the_pixel_budget_and_labels(sd):
     assert (px == [225, 225, 225]).all(axis=-1).sum() > 0.8 * 512 * 512  # one grey placeholder with text
 
 
-def test_failed_cells_are_recorded_drawn_and_exit_nonzero(sd, tmp_path, monkeypatch, capsys):
+def test_failed_cells_are_recorded_drawn_and_exit_nonzero(tmp_path, monkeypatch, capsys, tiny_everywhere):
     gen = importlib.import_module("difflab.generate")
-    import difflab.pipelines
     real_generate = gen.generate
 
     def flaky(model, params, **k):
@@ -149,7 +146,6 @@ def test_failed_cells_are_recorded_drawn_and_exit_nonzero(sd, tmp_path, monkeypa
         return real_generate(model, params, **k)
 
     monkeypatch.setattr(gen, "generate", flaky)
-    monkeypatch.setattr(difflab.pipelines, "load", lambda *a, **k: sd)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec()))
     assert main(["sweep", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "r"), "--no-progress"]) == 1
     err = capsys.readouterr().err
@@ -167,8 +163,7 @@ def test_failed_cells_are_recorded_drawn_and_exit_nonzero(sd, tmp_path, monkeypa
 
 
 def _run_cli(args, **kw):
-    return subprocess.run(DIFFLAB + args, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kw)
+    return subprocess.run(DIFFLAB + args, capture_output=True, text=True, timeout=300, **kw)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
@@ -178,7 +173,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     whole = _run_cli(["sweep", str(config), "--out", str(tmp_path / "whole"), "--no-progress"])
     assert whole.returncode == 0, whole.stderr
     proc = subprocess.Popen(DIFFLAB + ["sweep", str(config), "--out", str(tmp_path / "cut"), "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((tmp_path / "cut").glob("*/images/*.png"))) < 3:
         time.sleep(0.05)
@@ -189,8 +184,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert 3 <= n_before < 9 and not (cut / "grid.png").exists()
     with open(cut / "manifest.jsonl", "a") as f:
         f.write('{"key": "x2-y2-z0-s3", "sta')  # a line torn by the kill
-    resumed = _run_cli(["sweep", "--resume", str(cut), "--no-progress"])
+    # resumed where the default thread count differs (another machine): the recorded count is used
+    resumed = _run_cli(["sweep", "--resume", str(cut), "--no-progress"], env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stderr
+    recorded = yaml.safe_load((cut / "sweep.yaml").read_text())["cpu_threads"]
+    assert recorded >= 1 and (recorded == 1 or f"running on {recorded} CPU threads" in resumed.stderr)
     (whole_dir,) = (tmp_path / "whole").iterdir()
     assert sorted(p.name for p in (cut / "images").iterdir()) == sorted(p.name for p in (whole_dir / "images").iterdir())
     keys = [json.loads(x)["key"] for x in (cut / "manifest.jsonl").read_text().splitlines()]
@@ -204,8 +202,7 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(tmp_path):
     config.write_text(yaml.safe_dump(spec(max_batch=1, params={"prompt": "a fox", "num_inference_steps": 20,
                                                                 "seed": 1})))
     proc = subprocess.Popen(DIFFLAB + ["sweep", str(config), "--out", str(tmp_path), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("*/images/*.png")):
         time.sleep(0.05)
@@ -219,25 +216,35 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(tmp_path):
     assert 1 <= len(made) < 9 and len(lines) == len(made)  # the batch under way was finished and recorded
 
 
-def test_two_processes_give_the_same_pixels_as_one(tmp_path):
+def test_two_processes_give_the_same_pixels_as_one_however_launched(tmp_path):
     config = tmp_path / "s.yaml"
-    config.write_text(yaml.safe_dump(spec(max_batch=2)))
+    config.write_text(yaml.safe_dump(spec(max_batch=2, params={"prompt": "a fox", "num_inference_steps": 3,
+                                                                "seed": 1, "height": 96, "width": 96})))
     one = _run_cli(["sweep", str(config), "--out", str(tmp_path / "one"), "--no-progress"])
     two = _run_cli(["sweep", str(config), "--out", str(tmp_path / "two"), "--processes", "2", "--no-progress"])
-    assert one.returncode == 0 and two.returncode == 0, two.stderr
-    (a,), (b,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
-    ranks = {json.loads(x).get("key") for x in (b / "manifest.jsonl").read_text().splitlines()}
-    assert len(ranks) == 9
-    for image in (a / "images").iterdir():
-        assert (pixels(Image.open(image)) == pixels(Image.open(b / "images" / image.name))).all()
-    assert (pixels(Image.open(a / "grid.png")) == pixels(Image.open(b / "grid.png"))).all()
+    # plain accelerate gives each CPU worker its share of the cores (1 thread here): the recorded count wins
+    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m",
+                               "difflab", "sweep", str(config), "--out", str(tmp_path / "acc"), "--no-progress"],
+                              capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0 and two.returncode == 0 and launched.returncode == 0, two.stderr + launched.stderr
+    (a,), (b,), (c,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir(), (tmp_path / "acc").iterdir()
+    counts = {yaml.safe_load((d / "sweep.yaml").read_text())["cpu_threads"] for d in (a, b, c)}
+    assert len(counts) == 1
+    (count,) = counts
+    made_by = {d: [json.loads(x) for x in (d / "manifest.jsonl").read_text().splitlines()] for d in (b, c)}
+    assert {e["rank"] for e in made_by[b]} == {0, 1}  # --processes 2: two workers shared the batches
+    for d in (b, c):
+        assert len({e["key"] for e in made_by[d]}) == 9
+        for image in (a / "images").iterdir():
+            assert (pixels(Image.open(image)) == pixels(Image.open(d / "images" / image.name))).all(), (d, image)
+            assert read_metadata(d / "images" / image.name)["difflab"]["cpu_threads"] == count
+        assert (pixels(Image.open(a / "grid.png")) == pixels(Image.open(d / "grid.png"))).all()
     assert two.stdout.count("index.html") == 1
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "sweeps").glob("*.yaml")))
-def test_shipped_sweeps_run_offline_with_the_tiny_model(name, sd, tmp_path, monkeypatch):
-    import difflab.pipelines
-    monkeypatch.setattr(difflab.pipelines, "load", lambda *a, **k: sd)
+def test_shipped_sweeps_run_offline_with_the_tiny_model(name, tmp_path, tiny_everywhere):
     data = yaml.safe_load((ROOT / "configs" / "sweeps" / f"{name}.yaml").read_text())
     overrides = ["model=tiny", f"params.num_inference_steps={2 if data['task'] == 'text2img' else 5}"]
     if data.get("x", {}).get("param") == "num_inference_steps":

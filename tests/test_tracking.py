@@ -42,8 +42,7 @@ def comet_offline(monkeypatch):
     monkeypatch.setenv("COMET_API_KEY", SECRET)
 
 
-def test_sweep_with_comet_offline_archives_parameters_and_every_image(comet_offline, tmp_path, sd, monkeypatch):
-    monkeypatch.setattr(importlib.import_module("difflab.pipelines"), "load", lambda *a, **k: sd)
+def test_sweep_with_comet_offline_archives_parameters_and_every_image(comet_offline, tmp_path, tiny_everywhere):
     run = difflab.run_sweep(tiny_sweep("comet", "comet"), out=tmp_path, progress=False)
     messages, names = comet_messages(run.dir)
     params = {m["payload"]["param"]["paramName"]: m["payload"]["param"]["paramValue"]
@@ -89,9 +88,8 @@ def test_tensorboard_event_files_hold_the_training_scalars_and_grids(tmp_path):
     assert [e.step for e in events.Images("samples")] == [3, 6]
 
 
-def test_a_missing_tracker_warns_once_and_the_run_keeps_its_local_records(tmp_path, sd, monkeypatch):
+def test_a_missing_tracker_warns_once_and_the_run_keeps_its_local_records(tmp_path, monkeypatch, tiny_everywhere):
     monkeypatch.setitem(sys.modules, "comet_ml", None)  # not installed
-    monkeypatch.setattr(importlib.import_module("difflab.pipelines"), "load", lambda *a, **k: sd)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = difflab.run_sweep(tiny_sweep("no-comet", "comet"), out=tmp_path, progress=False)
@@ -100,9 +98,8 @@ def test_a_missing_tracker_warns_once_and_the_run_keeps_its_local_records(tmp_pa
     assert run.complete and len(run.images) == 2 and (run.dir / "grid.png").exists()
 
 
-def test_a_tracker_that_fails_mid_run_is_switched_off_with_one_warning(tmp_path, sd, monkeypatch):
+def test_a_tracker_that_fails_mid_run_is_switched_off_with_one_warning(tmp_path, monkeypatch, tiny_everywhere):
     pytest.importorskip("tensorboard")
-    monkeypatch.setattr(importlib.import_module("difflab.pipelines"), "load", lambda *a, **k: sd)
 
     def network_gone(self, *a):
         raise ConnectionError("network is unreachable")
@@ -128,11 +125,10 @@ def test_unknown_tracker_is_refused_before_anything_runs(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-def test_runs_lists_complete_interrupted_and_failed_runs(tmp_path, sd, monkeypatch, capsys):
+def test_runs_lists_complete_interrupted_and_failed_runs(tmp_path, monkeypatch, capsys, tiny_everywhere):
     from difflab import sweep as sw
 
     gen = importlib.import_module("difflab.generate")
-    monkeypatch.setattr(importlib.import_module("difflab.pipelines"), "load", lambda *a, **k: sd)
     complete = difflab.run_sweep(tiny_sweep("complete"), out=tmp_path, progress=False).dir
     interrupted = sw.prepare_run(sw.resolve(tiny_sweep("interrupted")), tmp_path)
     real = gen.generate

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import pixels
+from helpers import pixels
 from difflab import InputError, viz
 from difflab.ddpm.data import load_digits, to_model_range
 from difflab.ddpm.samplers import Step

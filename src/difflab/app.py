@@ -169,150 +169,144 @@ def generation_stream(studio: Studio, requests, image, mask, progress):
 
 # --- the page
 
+SCHEDULER_CHOICES = ["default", *SCHEDULERS]
+
+
+def params_column(task: str) -> dict:
+    """The parameter widgets of one generation tab, by request field name, in the order of the tab's API."""
+    w = {"prompt": gr.Textbox(label="Prompt (one per line: a batch)", lines=3, elem_id=f"{task}-prompt"),
+         "negative_prompt": gr.Textbox(label="Negative prompt", lines=1)}
+    with gr.Row():
+        w["steps"] = gr.Slider(1, 150, value=30, step=1, label="Steps")
+        w["guidance"] = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
+    if task == "text2img":
+        with gr.Row():
+            w["width"] = gr.Slider(0, 2048, value=0, step=8, label="Width (0: the model's default)")
+            w["height"] = gr.Slider(0, 2048, value=0, step=8, label="Height (0: the model's default)")
+    with gr.Row():
+        w["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+        dice = gr.Button("Random seed", scale=0)
+        w["num_images"] = gr.Slider(1, 16, value=1, step=1, label="Images per prompt")
+    w["scheduler"] = gr.Dropdown(SCHEDULER_CHOICES, value="default", label="Scheduler")
+    if task != "text2img":
+        w["strength"] = gr.Slider(0.01, 1.0, value=0.8 if task == "img2img" else 1.0, step=0.01,
+                                  label="Strength (denoising)")
+    dice.click(lambda: -1, None, w["seed"], queue=False, api_visibility="private")
+    return w
+
+
+def outputs_column(task: str) -> dict:
+    o = {}
+    with gr.Row():
+        o["go"] = gr.Button("Generate", variant="primary", elem_id=f"{task}-generate")
+        o["cancel"] = gr.Button("Cancel", variant="stop", elem_id=f"{task}-cancel")
+    o["preview"] = gr.Image(label="Live preview", type="pil", height=256, interactive=False)
+    o["gallery"] = gr.Gallery(label="Results (saved in results/)", columns=4, height="auto", elem_id=f"{task}-gallery")
+    o["status"] = gr.Markdown(elem_id=f"{task}-status")
+    o["details"] = gr.JSON(label="Files", visible=False)
+    with gr.Row():
+        o["to_img2img"] = gr.Button("Send selected to image to image")
+        o["to_inpaint"] = gr.Button("Send selected to inpaint")
+    return o
+
+
+def requests_from(task: str, v: dict) -> tuple[list[GenerationParams], object, object]:
+    """(requests, input image, drawn mask) from a generation tab's values, by widget name."""
+    reqs = [request(task, p, v["negative_prompt"], v["steps"], v["guidance"], v.get("width"), v.get("height"),
+                    v["seed"], v["num_images"], v["scheduler"], v.get("strength"), v.get("boxes", ""),
+                    v.get("mask_blur", 0.0), v.get("keep_unmasked", False)) for p in prompts_of(v["prompt"])]
+    if task == "img2img":
+        if v["image"] is None:
+            raise InputError("image: give an input image (upload one, or send one from another tab)")
+        return reqs, v["image"].convert("RGB"), None
+    if task == "inpaint":
+        image, mask = drawn_mask(v["editor"])
+        if image is None:
+            raise InputError("image: give an image to inpaint (upload one, or send one from another tab)")
+        if mask is None and not reqs[0].boxes:
+            raise InputError("mask_image: paint the area to repaint on the image, or give boxes")
+        return reqs, image, mask
+    return reqs, None, None
+
+
+def generation_tab(studio: Studio, task: str) -> dict:
+    """A text-to-image, image-to-image or inpaint tab: its inputs, parameters and outputs, wired to the device
+    queue (streaming, one job at a time) and to Cancel (within one step). Returns its widgets by name."""
+    with gr.Row():
+        with gr.Column():
+            extra = {}
+            if task == "img2img":
+                extra["image"] = gr.Image(label="Input image", type="pil", elem_id="img2img-image")
+            if task == "inpaint":
+                extra["editor"] = gr.ImageEditor(label="Image: paint the area to repaint", type="pil",
+                                                 brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
+                                                 layers=False, elem_id="inpaint-editor")
+                extra["boxes"] = gr.Textbox(label="Boxes, one per line: x0,y0,x1,y1 (pixels or fractions)", lines=2)
+                with gr.Row():
+                    extra["mask_blur"] = gr.Slider(0, 32, value=4, step=1, label="Mask blur")
+                    extra["keep_unmasked"] = gr.Checkbox(value=True, label="Keep unmasked pixels exactly")
+            fields = {**params_column(task), **extra}  # the API takes them in this order
+        with gr.Column():
+            out = outputs_column(task)
+
+    def start(*values, progress=gr.Progress()):
+        try:
+            requests, image, mask = requests_from(task, dict(zip(fields, values)))
+        except InputError as e:
+            raise gr.Error(str(e), print_exception=False)
+        yield from generation_stream(studio, requests, image, mask, progress)
+
+    event = out["go"].click(start, list(fields.values()), [out["preview"], out["gallery"], out["status"],
+                                                           out["details"]],
+                            api_name=task, concurrency_limit=1, concurrency_id="device")
+    out["cancel"].click(studio.stop_current, None, None, cancels=[event], queue=False, api_name=f"cancel_{task}")
+    return {**fields, **out}
+
+
+def connect_tabs(tabs, selected, t2i: dict, i2i: dict, inp: dict, gallery: dict) -> None:
+    """Moving images between tabs, and reusing a gallery image's parameters in the text-to-image tab."""
+    def send(path, tab: str):
+        if not path:
+            raise gr.Error("Select an image in the results first", print_exception=False)
+        value = path if tab == "img2img" else {"background": path, "layers": [], "composite": path}
+        return value, gr.Tabs(selected=tab)
+
+    for source in (t2i, i2i, inp, gallery):
+        source["gallery"].select(remember, None, selected, queue=False, api_visibility="private")
+        source["to_img2img"].click(lambda path: send(path, "img2img"), selected, [i2i["image"], tabs], queue=False,
+                                   api_visibility="private")
+        source["to_inpaint"].click(lambda path: send(path, "inpaint"), selected, [inp["editor"], tabs], queue=False,
+                                   api_visibility="private")
+
+    def reuse(path):
+        try:
+            return (*reused_fields(path), gr.Tabs(selected="text2img"))
+        except InputError as e:
+            raise gr.Error(str(e), print_exception=False)
+
+    form = [t2i[k] for k in ("prompt", "negative_prompt", "steps", "guidance", "width", "height", "seed", "num_images",
+                             "scheduler")]
+    gallery["reuse"].click(reuse, selected, [*form, tabs], api_name="reuse")
+    gallery["gallery"].select(describe, None, gallery["info"], queue=False, api_visibility="private")
+
+
 def build(studio: Studio):
-    schedulers = ["default", *SCHEDULERS]
-
-    def params_column(task: str):
-        """The shared parameter widgets of one generation tab."""
-        c = {}
-        c["prompt"] = gr.Textbox(label="Prompt (one per line: a batch)", lines=3, elem_id=f"{task}-prompt")
-        c["negative"] = gr.Textbox(label="Negative prompt", lines=1)
-        with gr.Row():
-            c["steps"] = gr.Slider(1, 150, value=30, step=1, label="Steps")
-            c["guidance"] = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
-        if task == "text2img":
-            with gr.Row():
-                c["width"] = gr.Slider(0, 2048, value=0, step=8, label="Width (0: the model's default)")
-                c["height"] = gr.Slider(0, 2048, value=0, step=8, label="Height (0: the model's default)")
-        with gr.Row():
-            c["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-            c["dice"] = gr.Button("Random seed", scale=0)
-            c["num_images"] = gr.Slider(1, 16, value=1, step=1, label="Images per prompt")
-        c["scheduler"] = gr.Dropdown(schedulers, value="default", label="Scheduler")
-        if task != "text2img":
-            c["strength"] = gr.Slider(0.01, 1.0, value=0.8 if task == "img2img" else 1.0, step=0.01,
-                                      label="Strength (denoising)")
-        c["dice"].click(lambda: -1, None, c["seed"], queue=False, api_visibility="private")
-        return c
-
-    def outputs_column(task: str):
-        o = {}
-        with gr.Row():
-            o["go"] = gr.Button("Generate", variant="primary", elem_id=f"{task}-generate")
-            o["cancel"] = gr.Button("Cancel", variant="stop", elem_id=f"{task}-cancel")
-        o["preview"] = gr.Image(label="Live preview", type="pil", height=256, interactive=False)
-        o["gallery"] = gr.Gallery(label="Results (saved in results/)", columns=4, height="auto",
-                                  elem_id=f"{task}-gallery")
-        o["status"] = gr.Markdown(elem_id=f"{task}-status")
-        o["details"] = gr.JSON(label="Files", visible=False)
-        with gr.Row():
-            o["to_img2img"] = gr.Button("Send selected to image to image")
-            o["to_inpaint"] = gr.Button("Send selected to inpaint")
-        return o
-
-    def wire(task: str, c: dict, o: dict, extra_inputs: list, make):
-        """Generate (streaming, one at a time on the device) and Cancel (within one step)."""
-        def start(*values, progress=gr.Progress()):
-            try:
-                requests, image, mask = make(*values)
-            except InputError as e:
-                raise gr.Error(str(e), print_exception=False)
-            yield from generation_stream(studio, requests, image, mask, progress)
-
-        common = [c["prompt"], c["negative"], c["steps"], c["guidance"]]
-        event = o["go"].click(start, common + extra_inputs, [o["preview"], o["gallery"], o["status"], o["details"]],
-                              api_name=task, concurrency_limit=1, concurrency_id="device")
-        o["cancel"].click(studio.stop_current, None, None, cancels=[event], queue=False, api_name=f"cancel_{task}")
-
+    """The page: one builder per tab, then the links between tabs."""
     with gr.Blocks(title="difflab") as page:
         gr.Markdown(f"## difflab · `{studio.model_name}` · results in `{studio.results}`")
         selected = gr.State(None)
         with gr.Tabs() as tabs:
             with gr.Tab("Text to image", id="text2img"):
-                with gr.Row():
-                    with gr.Column():
-                        t2i = params_column("text2img")
-                    with gr.Column():
-                        t2i_out = outputs_column("text2img")
+                t2i = generation_tab(studio, "text2img")
             with gr.Tab("Image to image", id="img2img"):
-                with gr.Row():
-                    with gr.Column():
-                        i2i_image = gr.Image(label="Input image", type="pil", elem_id="img2img-image")
-                        i2i = params_column("img2img")
-                    with gr.Column():
-                        i2i_out = outputs_column("img2img")
+                i2i = generation_tab(studio, "img2img")
             with gr.Tab("Inpaint", id="inpaint"):
-                with gr.Row():
-                    with gr.Column():
-                        editor = gr.ImageEditor(label="Image: paint the area to repaint", type="pil",
-                                                brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
-                                                layers=False, elem_id="inpaint-editor")
-                        boxes = gr.Textbox(label="Boxes, one per line: x0,y0,x1,y1 (pixels or fractions)", lines=2)
-                        with gr.Row():
-                            mask_blur = gr.Slider(0, 32, value=4, step=1, label="Mask blur")
-                            keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly")
-                        inp = params_column("inpaint")
-                    with gr.Column():
-                        inp_out = outputs_column("inpaint")
+                inp = generation_tab(studio, "inpaint")
             with gr.Tab("Sweep", id="sweep"):
-                sweep_tab(studio, schedulers)
+                sweep_tab(studio)
             with gr.Tab("Gallery", id="gallery"):
-                gallery_ui = gallery_tab(studio)
-
-        def make_text2img(prompt, negative, steps, guidance, width, height, seed, n, scheduler):
-            return [request("text2img", p, negative, steps, guidance, width, height, seed, n, scheduler)
-                    for p in prompts_of(prompt)], None, None
-
-        def make_img2img(prompt, negative, steps, guidance, seed, n, scheduler, strength, image):
-            reqs = [request("img2img", p, negative, steps, guidance, None, None, seed, n, scheduler, strength)
-                    for p in prompts_of(prompt)]
-            if image is None:
-                raise InputError("image: give an input image (upload one, or send one from another tab)")
-            return reqs, image.convert("RGB"), None
-
-        def make_inpaint(prompt, negative, steps, guidance, seed, n, scheduler, strength, editor_value, box_text,
-                         blur, keep_unmasked):
-            reqs = [request("inpaint", p, negative, steps, guidance, None, None, seed, n, scheduler, strength,
-                            box_text, blur, keep_unmasked) for p in prompts_of(prompt)]
-            image, mask = drawn_mask(editor_value)
-            if image is None:
-                raise InputError("image: give an image to inpaint (upload one, or send one from another tab)")
-            if mask is None and not reqs[0].boxes:
-                raise InputError("mask_image: paint the area to repaint on the image, or give boxes")
-            return reqs, image, mask
-
-        shared = lambda c: [c["seed"], c["num_images"], c["scheduler"]]  # noqa: E731
-        wire("text2img", t2i, t2i_out, [t2i["width"], t2i["height"], *shared(t2i)], make_text2img)
-        wire("img2img", i2i, i2i_out, [*shared(i2i), i2i["strength"], i2i_image], make_img2img)
-        wire("inpaint", inp, inp_out, [*shared(inp), inp["strength"], editor, boxes, mask_blur, keep], make_inpaint)
-
-        # --- moving images between tabs
-
-        def send(path, tab: str):
-            if not path:
-                raise gr.Error("Select an image in the results first", print_exception=False)
-            value = path if tab == "img2img" else {"background": path, "layers": [], "composite": path}
-            return value, gr.Tabs(selected=tab)
-
-        to_img2img = lambda path: send(path, "img2img")  # noqa: E731
-        to_inpaint = lambda path: send(path, "inpaint")  # noqa: E731
-
-        for out in (t2i_out, i2i_out, inp_out, gallery_ui):
-            out["gallery"].select(remember, None, selected, queue=False, api_visibility="private")
-            out["to_img2img"].click(to_img2img, selected, [i2i_image, tabs], queue=False, api_visibility="private")
-            out["to_inpaint"].click(to_inpaint, selected, [editor, tabs], queue=False, api_visibility="private")
-
-        # --- reuse the parameters of an image from the gallery in the text-to-image tab
-        def reuse(path):
-            try:
-                return (*reused_fields(path), gr.Tabs(selected="text2img"))
-            except InputError as e:
-                raise gr.Error(str(e), print_exception=False)
-
-        gallery_ui["reuse"].click(reuse, selected, [t2i["prompt"], t2i["negative"], t2i["steps"], t2i["guidance"],
-                                                    t2i["width"], t2i["height"], t2i["seed"], t2i["num_images"],
-                                                    t2i["scheduler"], tabs], api_name="reuse")
-        gallery_ui["gallery"].select(describe, None, gallery_ui["info"], queue=False, api_visibility="private")
+                gallery = gallery_tab(studio)
+        connect_tabs(tabs, selected, t2i, i2i, inp, gallery)
     return page
 
 
@@ -343,7 +337,7 @@ def _describe(path) -> str:
     return f"**{Path(path).name}**\n\n```\n{meta['parameters'] or 'no parameters stored'}\n```"
 
 
-def sweep_tab(studio: Studio, schedulers) -> None:
+def sweep_tab(studio: Studio) -> None:
     """Pick x and y axes and their values over one text-to-image request; see the labelled grid."""
     from . import sweep
 
@@ -355,7 +349,7 @@ def sweep_tab(studio: Studio, schedulers) -> None:
                 steps = gr.Slider(1, 150, value=20, step=1, label="Steps")
                 guidance = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
                 seed = gr.Number(value=1, precision=0, label="Seed")
-            scheduler = gr.Dropdown(schedulers, value="default", label="Scheduler")
+            scheduler = gr.Dropdown(SCHEDULER_CHOICES, value="default", label="Scheduler")
             with gr.Row():
                 x_param = gr.Dropdown(TEXT2IMG_AXES, value="guidance_scale", label="X axis")
                 x_values = gr.Textbox(value="1, 4, 7.5", label="X values (comma-separated)")

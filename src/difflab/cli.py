@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from . import config as configs
-from . import inputs, masks, metadata, pipelines, runs, tracking
+from . import inputs, masks, metadata, pipelines, runs, threads, tracking
 from .errors import InputError
 from .params import SCHEDULERS, GenerationParams
 
@@ -257,10 +257,12 @@ def cmd_generate(args) -> int:
 
     # 3. generate and save; the run folder appears with the first image
     requests = [GenerationParams.from_dict({**params.to_dict(), "prompt": prompt}) for prompt in prompts]
-    run = generate_run(model, requests, image=image, mask_image=mask, out=args.out, name=args.name or prompts[0],
-                       command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
-                       from_record=record if record is not None and not _overrides(args) else None,
-                       on_saved=lambda paths: print(*paths, sep="\n"))
+    recorded = record.get("cpu_threads") if record is not None else None  # --from: the image's own thread count
+    with threads.recorded(recorded, args.from_image, model.device):
+        run = generate_run(model, requests, image=image, mask_image=mask, out=args.out, name=args.name or prompts[0],
+                           command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
+                           from_record=record if record is not None and not _overrides(args) else None,
+                           on_saved=lambda paths: print(*paths, sep="\n"))
     where = f" in {run.dir}" if run.dir else ""
     if run.status == "interrupted":
         print(f"difflab: interrupted; {len(run.images)} image(s) saved{where}", file=sys.stderr)
@@ -312,21 +314,24 @@ def cmd_sweep(args) -> int:
             print(sweep.dry_run(resolved))
             return 0
         # under `accelerate launch`, rank 0 creates the run folder and the other ranks are told its name
-        from accelerate import PartialState
-        run_dir = sweep.prepare_run(resolved, args.out) if PartialState().is_main_process else ""
-    if args.processes > 1:
+        run_dir = sweep.prepare_run(resolved, args.out) if sweep.process_state().is_main_process else ""
+    if args.processes > 1:  # N workers on the same run folder; rank 0 assembles the grid and reports
+        import os
+
         import torch
-        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.processes),
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        # On the CPU every worker keeps this process's thread count: kernels sum in an order that depends on
-        # it, and the same threads give the same pixels as a single-process run.
-        launch += (["--multi_gpu"] if torch.cuda.device_count() > 1 else
-                   ["--cpu", "--num_cpu_threads_per_process", str(torch.get_num_threads())])
-        flags = ["--no-progress"] if args.no_progress else []
-        return subprocess.call(launch + ["-m", "difflab", "sweep", "--resume", str(run_dir), *flags])  # rank 0 reports
+        flags = ["-m", "difflab", "sweep", "--resume", str(run_dir)] + (["--no-progress"] if args.no_progress else [])
+        if torch.cuda.device_count() > 1:
+            launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                      str(args.processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+            return subprocess.call(launch + flags)
+        # On the CPU, torchrun starts the workers (accelerate 1.x's `launch --cpu` runs a single process), each
+        # with the run's recorded thread count: kernels sum in an order that depends on it.
+        count = sweep.load_resolved(run_dir).get("cpu_threads") or torch.get_num_threads()
+        env = {**os.environ, "OMP_NUM_THREADS": str(count)}
+        return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                                str(args.processes), *flags], env=env)
     run = sweep.execute(run_dir, progress=not args.no_progress)
-    from accelerate import PartialState
-    if not PartialState().is_main_process:
+    if not sweep.process_state().is_main_process:
         return 0
     print(f"{run.dir}/index.html")
     for path in run.grid_paths():

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import inputs, masks, metadata, runs, seeding, tracking
+from . import inputs, masks, metadata, runs, seeding, threads, tracking
 from .errors import InputError
 from .params import GenerationParams
 from .pipelines import Model, load, scheduler_label
@@ -54,6 +54,12 @@ def _versions() -> dict:
 
     return {"difflab": version(), "diffusers": diffusers.__version__, "torch": torch.__version__,
             "transformers": transformers.__version__}
+
+
+def _cpu_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def truncated_words(tokenizer, text: str) -> str | None:
@@ -135,7 +141,7 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         "scheduler": params.scheduler, "sampler": sampler, "scheduler_name": name,
         "scheduler_config": json.loads(pipe.scheduler.to_json_string()),
         "model": model.describe(), "device": model.device, "dtype": str(model.dtype).replace("torch.", ""),
-        "versions": _versions(), "inputs": prepared.records, "truncated": truncated,
+        "cpu_threads": _cpu_threads(), "versions": _versions(), "inputs": prepared.records, "truncated": truncated,
         "elapsed_s": round(elapsed / len(images), 4),
     }
     return [GeneratedImage(im, {**shared, "seed": seeds[i], "batch": {"seeds": seeds, "index": i}})
@@ -182,8 +188,9 @@ def regenerate(record: dict, model: Model | None = None) -> GeneratedImage:
     """Make the recorded image again: its whole batch is rerun (batching can change the last bits)."""
     params = params_from_record(record)
     model = model or load_for_record(record)
-    out = generate(model, params, image=_recorded_input(record, "image"),
-                   mask_image=_recorded_input(record, "mask_image"), seeds=record["batch"]["seeds"])
+    with threads.recorded(record.get("cpu_threads"), "the image's metadata", model.device):
+        out = generate(model, params, image=_recorded_input(record, "image"),
+                       mask_image=_recorded_input(record, "mask_image"), seeds=record["batch"]["seeds"])
     return out[record["batch"]["index"]]
 
 

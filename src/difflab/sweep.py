@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from . import config as configs
-from . import runs, samples, tracking
+from . import runs, samples, threads, tracking
 from .errors import InputError
 from .params import SCHEDULERS, GenerationParams
 from .pipelines import DEFAULT_MODEL
@@ -77,6 +76,7 @@ class SweepConfig:
     channels_last: bool = False      # fast paths (see difflab.load); recorded in every image's metadata
     fuse_qkv: bool = False
     compile: bool = False            # compiled once per sweep (and cached on disk by inductor)
+    cpu_threads: int | None = None   # on the CPU the thread count changes pixels: recorded when the run starts
 
 
 # --- resolving a config: ranges expanded, seeds concrete, every cell validated before anything runs
@@ -174,6 +174,7 @@ def resolve(data: dict) -> dict:
     if cfg.max_batch != "auto" and not (isinstance(cfg.max_batch, int) and cfg.max_batch >= 1):
         raise InputError(f"max_batch: {cfg.max_batch!r} is not allowed; use an integer >= 1 or auto")
     tracking.check(cfg.tracker)
+    threads.check(cfg.cpu_threads)
     if cfg.grid_max_pixels < 10_000:
         raise InputError(f"grid_max_pixels: {cfg.grid_max_pixels!r} is too small; use at least 10000")
     seen = set()
@@ -265,10 +266,12 @@ def _main_thread() -> bool:
 
 def prepare_run(resolved: dict, out=runs.DEFAULT_ROOT) -> Path:
     """Create the run folder of a resolved sweep, with its sweep.yaml. `max_batch: auto` becomes the number the
-    batch probe finds (written down, so that a resumed run makes exactly the same batches)."""
+    batch probe finds, and `cpu_threads` this machine's count (both written down, so that a resumed or sharded
+    run makes exactly the same batches with the same kernels)."""
     if resolved["max_batch"] == "auto":
         from .batching import probed_batch
         resolved = {**resolved, "max_batch": probed_batch(resolved)}
+    resolved = {**resolved, "cpu_threads": resolved.get("cpu_threads") or threads.default_count()}
     run_dir = runs.new_run_dir(resolved["name"], out)
     (run_dir / "images").mkdir()
     runs.atomic_write(run_dir / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
@@ -295,9 +298,7 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
 
     model: an already loaded Model to use when it is the sweep's model (the web UI's); stop_event: a threading.Event
     that ends the sweep after the current batch, like Ctrl-C (resumable)."""
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()
     run_dir, resolved, done = _open(run_dir, state)
     tracker = tracking.make(resolved.get("tracker", "local"), run_dir) if state.is_main_process else \
         tracking.Tracker(run_dir)
@@ -309,7 +310,9 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
     todo = [b for b in mine if any(cell.key(seed) not in done for cell, seed in b)]
     if todo:
         model = _model_for(resolved, model, state)
-        if not _generate(model, todo, mine, run_dir, resolved, done, tracker, state, progress, stop_event):
+        with threads.recorded(resolved.get("cpu_threads"), run_dir / "sweep.yaml", model.device):
+            finished = _generate(model, todo, mine, run_dir, resolved, done, tracker, state, progress, stop_event)
+        if not finished:
             tracker.finish("interrupted")
             print(f"difflab: interrupted; resume with: difflab sweep --resume {run_dir}", file=sys.stderr)
             raise KeyboardInterrupt
@@ -325,6 +328,13 @@ def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "Swe
     tracker.finish("failed" if run.failed else "complete")
     state.wait_for_everyone()
     return run
+
+
+def process_state():
+    """accelerate's view of this process: rank, world size, device (CPU workers: see threads.cpu_workers)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=threads.cpu_workers())
 
 
 def _open(run_dir, state) -> tuple[Path, dict, set[str]]:
@@ -351,8 +361,8 @@ def _model_for(resolved: dict, model, state):
             and not resolved["textual_inversion"]:
         return model
     device = resolved["device"]
-    if state.num_processes > 1 and device == "auto":
-        device = str(state.device)
+    if state.num_processes > 1 and device == "auto":  # one GPU per process, or the CPU
+        device = "cpu" if state.device.type == "cpu" else str(state.device)
     return load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"], lora=resolved["lora"],
                 textual_inversion=resolved["textual_inversion"], progress=False,
                 **{k: resolved.get(k, False) for k in ("channels_last", "fuse_qkv", "compile")})
@@ -369,12 +379,12 @@ def _generate(model, todo, mine, run_dir, resolved, done, tracker, state, progre
         for batch in todo:
             if stop.requested or (stop_event is not None and stop_event.is_set()):
                 return False
-            _run_batch(model, batch, run_dir, resolved, done, tracker)
+            _run_batch(model, batch, run_dir, resolved, done, tracker, state.process_index)
             bar.update(len(batch))
     return not stop.requested
 
 
-def _run_batch(model, batch, run_dir, resolved, done, tracker) -> None:
+def _run_batch(model, batch, run_dir, resolved, done, tracker, rank: int = 0) -> None:
     """One pipeline call; each image saved and recorded in the manifest, or recorded as failed."""
     from .generate import generate
 
@@ -393,7 +403,7 @@ def _run_batch(model, batch, run_dir, resolved, done, tracker) -> None:
         if key in done:
             continue  # made before an interruption; this batch was rerun only for its bit-exact batch mates
         entry = {"key": key, "cell": list(cell.index), "seed": seed, "labels": cell.labels,
-                 "file": f"images/{key}.png", "seconds": seconds, "status": "ok", "error": None}
+                 "file": f"images/{key}.png", "seconds": seconds, "status": "ok", "error": None, "rank": rank}
         if result is not None and max(hi for _, hi in result.image.getextrema()) == 0:
             error_here = "black image (NaN in the latents, or the safety checker)"
         else:

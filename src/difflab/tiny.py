@@ -11,7 +11,9 @@ the ordinary `from_pretrained` path, exactly like a downloaded model.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .runs import cache_root, publish_mode
@@ -93,10 +95,17 @@ def tiny_path(name: str) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
         build_tiny(name, tmp)
+        if not (tmp / "text_encoder" / "model.safetensors").exists():
+            # transformers writes weights on rank 0 only once torch.distributed is up: a worker of a
+            # multi-process run waits for rank 0's copy instead of publishing an incomplete one
+            shutil.rmtree(tmp, ignore_errors=True)
+            deadline = time.monotonic() + 600
+            while not (folder / "model_index.json").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            return folder
         publish_mode(tmp, folder=True)
         try:
             tmp.rename(folder)
         except OSError:  # another process finished first; its copy is identical
-            import shutil
             shutil.rmtree(tmp, ignore_errors=True)
     return folder

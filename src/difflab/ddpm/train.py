@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from .. import config as configs
-from .. import runs, tracking
+from .. import runs, threads, tracking
 from ..grids import labelled_grid
 from ..errors import InputError
 from . import checkpoint
@@ -65,7 +65,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
 
     AcceleratorState._reset_state()  # a notebook may train twice with other precisions; keeps the process group
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(cfg.mixed_precision, cfg.mixed_precision),
-                              cpu=cfg.device == "cpu")
+                              cpu=cfg.device == "cpu" or threads.cpu_workers())
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
 
     # --- run folder: rank 0 creates it (or resumes it) and tells the others
@@ -156,8 +156,8 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
             bar.update(1)
             if main and (step % cfg.log_every == 0 or step == end):
                 now = time.perf_counter()
-                record = {"step": step, "loss": loss_all, "lr": lr,
-                          "grad_norm": float(grad_norm), "images_per_s": round(images_since / (now - tick), 2)}
+                record = {"step": step, "loss": loss_all, "lr": lr, "grad_norm": float(grad_norm),
+                          "images_per_s": round(images_since / (now - tick), 2), "processes": world}
                 bar.set_postfix(loss=f"{loss_all:.4f}", img_s=f"{record['images_per_s']:.0f}")
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
