@@ -149,3 +149,16 @@ def test_ctrl_c_stops_cleanly_keeping_finished_images(tmp_path, photo_file):
     for png in pngs:
         Image.open(png).load()  # every file that exists is whole
     assert not list(run.glob(".*"))
+
+
+@pytest.mark.parametrize("command", [["info", "{image}"], ["info", "--json", "{image}"], ["runs", "{runs}"],
+                                     ["--help"]])
+def test_printing_commands_exit_quietly_when_the_reader_goes_away(sd, tmp_path, command):
+    image = difflab.generate(sd, prompt="a boat", seed=1, num_inference_steps=2)[0].save(tmp_path / "runs" / "x.png")
+    difflab.run_sweep({"name": "s", "model": "tiny", "params": {"prompt": "a fox", "num_inference_steps": 2, "seed": 1},
+                       "x": {"param": "guidance_scale", "values": [1.0, 2.0]}}, out=tmp_path / "runs", progress=False)
+    argv = [a.format(image=image, runs=tmp_path / "runs") for a in command]
+    proc = subprocess.Popen([sys.executable, "-m", "difflab", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head -0`: nobody reads
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, err

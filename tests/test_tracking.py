@@ -163,3 +163,26 @@ def test_runs_lists_complete_interrupted_and_failed_runs(tmp_path, monkeypatch, 
     assert "manifest.jsonl" in shown and "grid.png" in shown
     assert main(["runs", "show", str(tmp_path / "nope")]) == 2
     assert "run: " in capsys.readouterr().err
+
+
+def test_runs_are_found_at_any_depth_under_their_parent(tmp_path, capsys, tiny_everywhere):
+    # a notebooks run holding a notebook's own folder with a sweep inside, and a run under an --out parent
+    notebooks_run = tmp_path / "20261101-120000-notebooks"
+    (notebooks_run / "01_text_to_image").mkdir(parents=True)
+    (notebooks_run / "summary.json").write_text(json.dumps({"parameters": {"model": "tiny"}, "results": [
+        {"name": "01_text_to_image", "status": "ok", "seconds": 1.0}]}))
+    nested = difflab.run_sweep(tiny_sweep("nested"), out=notebooks_run / "01_text_to_image", progress=False).dir
+    deeper = difflab.run_sweep(tiny_sweep("deeper"), out=tmp_path / "mine", progress=False).dir
+    (nested / "images" / "20261101-000000-not-a-run").mkdir()  # a run's own files are not searched
+
+    assert main(["runs", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    names = [line.split()[0] for line in lines]
+    assert names == [notebooks_run.name, f"01_text_to_image/{nested.name}", f"mine/{deeper.name}"]
+    assert lines[1].startswith("  01_text_to_image/")  # shown under its parent, indented
+    assert lines[0].split()[1] == "notebooks" and lines[1].split()[-3:] == ["2/2", "0", "complete"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["runs", str(empty)]) == 0
+    assert capsys.readouterr().out.strip() == f"no runs under {empty}"

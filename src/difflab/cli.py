@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from .params import SCHEDULERS, GenerationParams
 EXIT_BAD_INPUT = 2
 FAST_PATHS = ("channels_last", "fuse_qkv", "compile")
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what the shell reports for `cat` in the same place
 
 
 class Parser(argparse.ArgumentParser):
@@ -316,8 +318,6 @@ def cmd_sweep(args) -> int:
         # under `accelerate launch`, rank 0 creates the run folder and the other ranks are told its name
         run_dir = sweep.prepare_run(resolved, args.out) if sweep.process_state().is_main_process else ""
     if args.processes > 1:  # N workers on the same run folder; rank 0 assembles the grid and reports
-        import os
-
         import torch
         flags = ["-m", "difflab", "sweep", "--resume", str(run_dir)] + (["--no-progress"] if args.no_progress else [])
         if torch.cuda.device_count() > 1:
@@ -457,14 +457,23 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BrokenPipeError:  # --help into a closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     warnings.showwarning = _one_line_warnings
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
                "sweep": cmd_sweep, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
                "info": cmd_info, "demo": cmd_demo, "notebooks": cmd_notebooks,
                "app": cmd_app, "runs": cmd_runs}[args.command]
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader went away (`difflab info IMAGE | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python exits
+        return EXIT_BROKEN_PIPE
     except InputError as e:
         print(f"difflab {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
