@@ -14,6 +14,7 @@ from difflab import InputError, notebooks
 from difflab.cli import main
 
 OFFLINE = "configs/notebooks/offline.yaml"
+QUICK = "configs/notebooks/quick.yaml"
 NAMES = ["01_text_to_image", "02_inpainting", "03_image_to_image", "04_ddpm_from_scratch",
          "05_inside_stable_diffusion"]
 
@@ -27,10 +28,14 @@ def test_notebooks_are_committed_clean_and_thin(path):
     tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
     assert len(tagged) == 1
     declared = notebooks.declared(path)
-    assert {"out", "quick"} <= set(declared) and declared["out"]["default"] == "None"
+    assert "out" in declared and declared["out"]["default"] == "None"
     source = "\n".join("".join(c["source"]) for c in code)
     assert not re.search(r"^\s*(def|class)\s", source, re.M)
-    assert 'if "google.colab" in sys.modules' in "".join(code[0]["source"])  # installs only in Colab
+    assert "quick" not in source  # quick values live in configs/notebooks/quick.yaml, not in the cells
+    colab = "".join(code[0]["source"])
+    assert 'if "google.colab" in sys.modules' in colab  # installs only in Colab
+    assert colab.count("github.com") == 1 and "DIFFLAB_REPO" in colab and "raise SystemExit" in colab
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"  # the environment's own kernel
     assert "notebooks.record(" in "".join(code[-1]["source"])              # the last cell records
 
 
@@ -43,9 +48,11 @@ def test_select_and_parameter_errors():
         notebooks.run(["01"], OFFLINE, ["stepz=3"])
     params = notebooks.load_params(OFFLINE, ["train_steps=5", "model=tiny"])
     shares = notebooks.shares(notebooks.select(["01", "04"]), params)
-    assert shares[notebooks.select(["01"])[0]] == {"model": "tiny", "device": "cpu", "dtype": "float32", "steps": 20,
-                                                   "quick": False}
+    assert shares[notebooks.select(["01"])[0]] == {"model": "tiny", "device": "cpu", "dtype": "float32", "steps": 20}
     assert shares[notebooks.select(["04"])[0]]["train_steps"] == 5
+    quick = notebooks.shares(notebooks.select(["01", "04"]), notebooks.load_params([OFFLINE, QUICK]))
+    assert quick[notebooks.select(["01"])[0]]["steps"] == 8 and quick[notebooks.select(["04"])[0]]["train_steps"] == 100
+    assert quick[notebooks.select(["01"])[0]]["model"] == "tiny"  # the later file overrides key by key
 
 
 def test_notebooks_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
@@ -62,7 +69,7 @@ def test_notebooks_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 def executed(tmp_path_factory):
     """Every notebook, offline parameters, quick: the way `difflab notebooks run` runs them."""
     out = tmp_path_factory.mktemp("notebooks")
-    run_dir, results = notebooks.run(params_file=OFFLINE, overrides=["quick=true"], out=out, progress=False)
+    run_dir, results = notebooks.run(params_file=[OFFLINE, QUICK], out=out, progress=False)
     return run_dir, {r.name: r for r in results}
 
 
@@ -75,12 +82,12 @@ def test_every_notebook_runs_offline_and_records_what_it_made(executed):
     assert list(results) == NAMES
     assert {n: r.status for n, r in results.items()} == {n: "ok" for n in NAMES}, [r.error for r in results.values()]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert [r["name"] for r in summary["results"]] == NAMES and summary["parameters"]["quick"] is True
+    assert [r["name"] for r in summary["results"]] == NAMES and summary["parameters"]["train_steps"] == 100
     assert re.search(r"^01_text_to_image +ok +\d", (run_dir / "summary.txt").read_text(), re.M)
     for result in results.values():
         executed_nb = json.loads(Path(result.notebook).read_text())
         injected = [c for c in executed_nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-        assert injected and "quick = True" in "".join(injected[0]["source"])
+        assert injected and "out = " in "".join(injected[0]["source"])
         assert any(c.get("outputs") for c in executed_nb["cells"] if c["cell_type"] == "code")
         assert len(result.artifacts) >= 3
         for caption, path in _artifacts(result).items():
@@ -113,14 +120,14 @@ def test_notebook_figures_are_in_range(executed):
     gif = _artifacts(results["04_ddpm_from_scratch"])["DDIM sampling, step by step"]
     assert Image.open(gif).n_frames == 50
     inside = results["05_inside_stable_diffusion"].numbers
-    assert inside["trajectory_frames"] == math.ceil(10 / 3) and inside["attention_map_size"] == [16, 16]
+    assert inside["trajectory_frames"] == math.ceil(8 / 3) and inside["attention_map_size"] == [16, 16]
     assert inside["tokens"] == len("a red fox sitting in the snow".replace(" ", ""))  # byte-level tiny tokenizer
     side_by_side = _artifacts(results["05_inside_stable_diffusion"])["Trajectories under each guidance scale, side by side"]
     assert Image.open(side_by_side).n_frames == inside["trajectory_frames"]
 
 
 def test_a_failing_notebook_is_reported_and_the_rest_still_run(tmp_path, capsys):
-    code = main(["notebooks", "run", "03", "05", "--params", OFFLINE, "--set", "quick=true", "--set", "size=0",
+    code = main(["notebooks", "run", "03", "05", "--params", OFFLINE, "--params", QUICK, "--set", "size=0",
                  "--out", str(tmp_path)])
     assert code == 1
     out = capsys.readouterr().out
@@ -137,7 +144,7 @@ def test_the_tour_page_links_every_notebook_artifact_and_sweep(executed, tmp_pat
     run_dir, results = executed
     monkeypatch.setattr(notebooks, "run", lambda **kw: (run_dir, list(results.values())))
     params = tmp_path / "tour.yaml"
-    params.write_text("parameters: {quick: true}\nsweeps:\n  guidance.yaml: [model=tiny, 'x.values=[1.0, 7.5]', "
+    params.write_text("parameters: {steps: 8}\nsweeps:\n  guidance.yaml: [model=tiny, 'x.values=[1.0, 7.5]', "
                       "'y.values=[1]', params.num_inference_steps=2]\n")
     from difflab.demo import run_tour
 

@@ -170,7 +170,8 @@ def build_parser() -> Parser:
     nb = p.add_subparsers(dest="action", required=True)
     p = nb.add_parser("run", help="execute notebooks into results/<timestamp>-notebooks/ with a summary")
     p.add_argument("names", nargs="*", metavar="NAME", help="01, 01_text_to_image, ... (default: all)")
-    p.add_argument("--params", metavar="FILE", help="a parameter file, e.g. configs/notebooks/offline.yaml")
+    p.add_argument("--params", metavar="FILE", action="append",
+                   help="a parameter file, e.g. configs/notebooks/offline.yaml; repeatable, later files win")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a notebook parameter (a YAML value), repeatable")
     p.add_argument("--out", default=str(runs.DEFAULT_ROOT))

@@ -17,7 +17,6 @@ from . import notebooks, report, runs
 from .errors import InputError
 
 OFFLINE = "configs/notebooks/offline.yaml"
-SWEEPS = notebooks.REPO / "configs" / "sweeps"
 
 
 def _title(path: Path) -> str:
@@ -43,8 +42,9 @@ def run_tour(params_file=OFFLINE, out=runs.DEFAULT_ROOT, overrides=()) -> Path:
     if params_file == OFFLINE:  # nothing in it needs the network: fail at once rather than wait for one
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     params = notebooks.load_params(params_file, overrides)  # checked before anything runs
+    sweeps_dir = notebooks.home() / "configs" / "sweeps"
     for name in params["sweeps"]:
-        if not (SWEEPS / name).is_file():
+        if not (sweeps_dir / name).is_file():
             raise InputError(f"sweeps: {name!r} in {params_file} is not a shipped sweep in configs/sweeps/")
     tour = runs.new_run_dir("tour", out)
     print(f"The lab tour: {tour}", file=sys.stderr)
@@ -53,15 +53,15 @@ def run_tour(params_file=OFFLINE, out=runs.DEFAULT_ROOT, overrides=()) -> Path:
         sweeps = []
         for name, sets in params["sweeps"].items():
             print(f"--- sweep {name}", file=sys.stderr, flush=True)
-            entry = {"name": name, "about": _about(SWEEPS / name), "folder": "", "grids": [], "error": ""}
+            entry = {"name": name, "about": _about(sweeps_dir / name), "folder": "", "grids": [], "error": ""}
             try:
-                run = run_sweep(SWEEPS / name, list(sets or []), out=tour / "sweeps")
+                run = run_sweep(sweeps_dir / name, list(sets or []), out=tour / "sweeps")
                 entry.update(folder=str(run.dir), grids=[str(p) for p in run.grid_paths()],
                              error=f"{len(run.failed)} images failed" if run.failed else "")
             except (InputError, RuntimeError, OSError) as e:
                 entry["error"] = f"{type(e).__name__}: {e}"
             sweeps.append(entry)
-    pages = [{**asdict(r), "title": _title(notebooks.NOTEBOOKS / Path(r.notebook).name)} for r in results]
+    pages = [{**asdict(r), "title": _title(notebooks.home() / "notebooks" / Path(r.notebook).name)} for r in results]
     intro = (f"Parameters: {params_file}. Every image carries its parameters (`difflab info FILE`); "
              "`difflab generate --from FILE` makes it again.")
     page = runs.atomic_write(tour / "index.html",

@@ -9,6 +9,7 @@ still run. Inside a notebook, `output_folder` and `record` are the two calls tha
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,19 +18,30 @@ from . import config as configs
 from . import runs, tracking
 from .errors import InputError
 
-REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = "artifacts.json"
 PARAMS_KEYS = ("parameters", "sweeps")  # a parameter file: notebook parameters, and the sweeps the tour runs
+
+
+def home() -> Path:
+    """The folder holding difflab's notebooks/ and configs/: $DIFFLAB_HOME, else the checkout this package runs
+    from (an editable install), else the current folder. A non-editable install (`pip install .`) carries the
+    library only: run it from a checkout, or point DIFFLAB_HOME at one."""
+    places = [Path(os.environ["DIFFLAB_HOME"]).expanduser()] if os.environ.get("DIFFLAB_HOME") else []
+    places += [Path(__file__).resolve().parents[2], Path.cwd()]
+    for place in places:
+        if (place / "notebooks").is_dir() and (place / "configs").is_dir():
+            return place
+    raise InputError(f"notebooks: no difflab notebooks/ and configs/ in {', '.join(map(str, dict.fromkeys(places)))}; "
+                     f"run from a difflab checkout or set DIFFLAB_HOME to one")
 
 
 # --- inside a notebook
 
 def repo_path(path) -> Path:
-    """A path as given if it exists from here, else relative to the difflab checkout (a notebook may run with
+    """A path as given if it exists from here, else relative to difflab's home (a notebook may run with
     notebooks/ as its working folder)."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() or p.exists() else REPO / p
+    return p if p.is_absolute() or p.exists() else home() / p
 
 
 def output_folder(out, name: str) -> Path:
@@ -64,7 +76,7 @@ def record(folder, artifacts: dict, numbers: dict | None = None) -> dict:
 # --- choosing notebooks and parameters
 
 def available() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return sorted((home() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def select(names=()) -> list[Path]:
@@ -82,17 +94,21 @@ def select(names=()) -> list[Path]:
     return chosen
 
 
-def load_params(params_file=None, overrides=()) -> dict:
-    """{"parameters": {...}, "sweeps": {...}, "set": {...}} from a parameter file, and --set key=value."""
-    data = configs.load_yaml(repo_path(params_file)) if params_file else {}
-    unknown = sorted(set(data) - set(PARAMS_KEYS))
-    if unknown:
-        raise InputError(f"params: unknown key {unknown[0]!r} in {params_file}; allowed: {', '.join(PARAMS_KEYS)}")
-    for key in PARAMS_KEYS:
-        if not isinstance(data.get(key) or {}, dict):
-            raise InputError(f"params: {key} in {params_file} must be a mapping")
-    return {"parameters": dict(data.get("parameters") or {}), "sweeps": dict(data.get("sweeps") or {}),
-            "set": configs.apply_overrides({}, list(overrides))}
+def load_params(params_files=None, overrides=()) -> dict:
+    """{"parameters": {...}, "sweeps": {...}, "set": {...}, "files": [...]} from parameter files (one path or a
+    list: later files override earlier ones, key by key) and --set key=value."""
+    files = [params_files] if isinstance(params_files, (str, Path)) else list(params_files or [])
+    merged = {"parameters": {}, "sweeps": {}}
+    for name in files:
+        data = configs.load_yaml(repo_path(name))
+        unknown = sorted(set(data) - set(PARAMS_KEYS))
+        if unknown:
+            raise InputError(f"params: unknown key {unknown[0]!r} in {name}; allowed: {', '.join(PARAMS_KEYS)}")
+        for key in PARAMS_KEYS:
+            if not isinstance(data.get(key) or {}, dict):
+                raise InputError(f"params: {key} in {name} must be a mapping")
+            merged[key].update(data.get(key) or {})
+    return {**merged, "set": configs.apply_overrides({}, list(overrides)), "files": [str(f) for f in files]}
 
 
 def declared(path: Path) -> dict:
@@ -140,7 +156,7 @@ def execute(path: Path, run_dir: Path, parameters: dict, progress: bool = True) 
     error = ""
     try:
         papermill.execute_notebook(str(path), str(executed), parameters={**parameters, "out": str(folder)},
-                                   cwd=str(REPO), progress_bar=progress, kernel_name="python3")
+                                   cwd=str(home()), progress_bar=progress, kernel_name="python3")
     except PapermillExecutionError as e:
         error = f"cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}"
     except Exception as e:  # the kernel died or would not start: still a result, not a crash of the batch
@@ -164,7 +180,8 @@ def summary_table(results: list[Result]) -> str:
 def run(names=(), params_file=None, overrides=(), out=runs.DEFAULT_ROOT, progress: bool = True,
         run_dir=None, tracker: str = "local") -> tuple[Path, list[Result]]:
     """Execute the chosen notebooks into <out>/<timestamp>-notebooks/ (or `run_dir`); write summary.json.
-    `tracker` mirrors each notebook's numbers and images to Comet or TensorBoard."""
+    `params_file`: one parameter file or a list of them; `tracker` mirrors each notebook's numbers and images to
+    Comet or TensorBoard."""
     paths = select(names)
     params = load_params(params_file, overrides)
     chosen = shares(paths, params)
@@ -185,7 +202,7 @@ def run(names=(), params_file=None, overrides=(), out=runs.DEFAULT_ROOT, progres
             if a["kind"] == "png":
                 mirror.log_image(a["path"], f"{r.name}/{Path(a['path']).stem}", {"caption": a["caption"]}, step)
     mirror.finish("failed" if any(r.status != "ok" for r in results) else "complete")
-    runs.write_json(run_dir / "summary.json", {"params_file": str(params_file) if params_file else None,
+    runs.write_json(run_dir / "summary.json", {"params_file": ", ".join(params["files"]) or None,
                                                "parameters": {**params["parameters"], **params["set"]},
                                                "results": [asdict(r) for r in results]})
     runs.atomic_write(run_dir / "summary.txt", summary_table(results) + "\n")
