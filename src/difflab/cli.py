@@ -133,6 +133,11 @@ def build_parser() -> Parser:
     _add_run_args(p, "training", "--set steps=500 --set model.channels=64",
                   "continue a run from its latest checkpoint")
     p.add_argument("--data-dir", help="where the dataset is (same as --set data.data_dir=...)")
+    p = sub.add_parser("train-sd", help="train a Stable Diffusion model, stage by stage (configs/shapes/*.yaml)",
+                       description="Train (or fine-tune) the parts of a Stable Diffusion model that the config "
+                                   "names; the run's model/ folder is a diffusers pipeline.")
+    _add_run_args(p, "training", "--set steps=500 --set base=results/<vae run>/model",
+                  "continue a run from its latest checkpoint")
     for name, text in (("sample", "draw images from a trained DDPM"), ("eval", "score a trained DDPM")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("checkpoint", help="a training run folder, a checkpoint folder or an ema.safetensors file")
@@ -261,7 +266,7 @@ def cmd_generate(args) -> int:
     # 3. generate and save; the run folder appears with the first image
     requests = [GenerationParams.from_dict({**params.to_dict(), "prompt": prompt}) for prompt in prompts]
     recorded = record.get("cpu_threads") if record is not None else None  # --from: the image's own thread count
-    with threads.recorded(recorded, args.from_image, model.device):
+    with threads.recorded(recorded, getattr(args, "from_image", None), model.device):
         run = generate_run(model, requests, image=image, mask_image=mask, out=args.out, name=args.name or prompts[0],
                            command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
                            from_record=record if record is not None and not _overrides(args) else None,
@@ -345,19 +350,27 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .ddpm.config import load_config
-    from .ddpm.train import train
-
+    """`difflab train` (the from-scratch DDPM) and `difflab train-sd` (Stable Diffusion models): one config, or
+    --resume with the run folder's own."""
+    if args.command == "train":
+        from .ddpm.config import load_config
+        from .ddpm.train import train
+        folder = "configs/ddpm/"
+    else:
+        from .train.config import load_config
+        from .train.loop import train
+        folder = "configs/shapes/"
+    data_dir = getattr(args, "data_dir", None)
     if args.resume:
-        if args.config or args.overrides or args.data_dir:
+        if args.config or args.overrides or data_dir:
             raise InputError("resume: the run folder's config.yaml is the config; drop CONFIG, --set, --data-dir")
         if not (Path(args.resume) / "config.yaml").is_file():
             raise InputError(f"resume: {args.resume!r} is not a training run folder (no config.yaml)")
         cfg = load_config(Path(args.resume) / "config.yaml")
     else:
         if not args.config:
-            raise InputError("config: missing; give a training YAML (configs/ddpm/) or --resume RUN_DIR")
-        extra = [f"data.data_dir={args.data_dir}"] if args.data_dir else []
+            raise InputError(f"config: missing; give a training YAML ({folder}) or --resume RUN_DIR")
+        extra = [f"data.data_dir={data_dir}"] if data_dir else []
         extra += [f"tracker={args.tracker}"] if args.tracker else []
         cfg = load_config(args.config, args.overrides + extra)
     run_dir = train(cfg, out=args.out, resume=args.resume, progress=not args.no_progress)
@@ -465,7 +478,7 @@ def main(argv=None) -> int:
         return EXIT_BROKEN_PIPE
     warnings.showwarning = _one_line_warnings
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
-               "sweep": cmd_sweep, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+               "sweep": cmd_sweep, "train": cmd_train, "train-sd": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
                "info": cmd_info, "demo": cmd_demo, "notebooks": cmd_notebooks,
                "app": cmd_app, "runs": cmd_runs}[args.command]
     try:

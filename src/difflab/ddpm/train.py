@@ -17,10 +17,9 @@ import torch
 import yaml
 
 from .. import config as configs
-from .. import runs, threads, tracking
+from .. import checkpoints, runs, threads, tracking
 from ..grids import labelled_grid
 from ..errors import InputError
-from . import checkpoint
 from .config import TrainConfig
 from .data import batch_indices, load_dataset, to_model_range, to_pil
 from .diffusion import training_loss
@@ -91,10 +90,10 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     sched = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.timesteps)
     step = 0
     if resume:
-        found = checkpoint.latest(run_dir)
+        found = checkpoints.latest(run_dir)
         if found is None:
             raise InputError(f"resume: {str(run_dir)!r} has no checkpoint to resume from")
-        step = checkpoint.load_training_state(found, model, ema, optimizer, lr_scheduler)
+        step = checkpoints.load_training_state(found, model, ema, optimizer, lr_scheduler)
         if main:  # forget metrics logged after the checkpoint: they will be logged again
             lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
             kept = [x for x in lines if x.strip() and _json_step(x) is not None and _json_step(x) <= step]
@@ -169,7 +168,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
                 grid = save_sample_grid(ema, sched, cfg, run_dir / "samples" / f"step-{step:07d}.png", data.class_names)
                 tracker.log_image(grid, "samples", {"step": step}, step)
             if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-                checkpoint.save(run_dir, step, accelerator.unwrap_model(model), ema, optimizer, lr_scheduler,
+                checkpoints.save(run_dir, step, accelerator.unwrap_model(model), ema, optimizer, lr_scheduler,
                                 resolved, cfg.keep_checkpoints)
             accelerator.wait_for_everyone()
     bar.close()
