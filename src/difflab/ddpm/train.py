@@ -9,8 +9,6 @@ optimizer and learning-rate state, and a resumed run continues exactly as an uni
 from __future__ import annotations
 
 import copy
-import json
-import time
 from pathlib import Path
 
 import torch
@@ -18,6 +16,7 @@ import yaml
 
 from .. import config as configs
 from .. import checkpoints, runs, threads, tracking
+from ..training import MetricsLog, ema_update, step_seed
 from ..grids import labelled_grid
 from ..errors import InputError
 from .config import TrainConfig
@@ -30,10 +29,6 @@ from .unet import UNet
 
 def ema_decay(cfg: TrainConfig, step: int) -> float:
     return min(cfg.ema_decay, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema_decay
-
-
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    return (seed * 1_000_003 + step) * 64 + rank
 
 
 def save_sample_grid(model, sched, cfg: TrainConfig, path, class_names, seed: int = 0) -> Path:
@@ -94,10 +89,6 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         if found is None:
             raise InputError(f"resume: {str(run_dir)!r} has no checkpoint to resume from")
         step = checkpoints.load_training_state(found, model, ema, optimizer, lr_scheduler)
-        if main:  # forget metrics logged after the checkpoint: they will be logged again
-            lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
-            kept = [x for x in lines if x.strip() and _json_step(x) is not None and _json_step(x) <= step]
-            runs.atomic_write(run_dir / "metrics.jsonl", "".join(x + "\n" for x in kept))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model, optimizer = accelerator.prepare(model, optimizer)  # the LR scheduler is stepped by hand, once a step
@@ -107,14 +98,14 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
 
     end = min(cfg.steps, stop_after) if stop_after else cfg.steps
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), unit="step", desc=cfg.name)
-    tick, images_since = time.perf_counter(), 0
     tracker = tracking.make(cfg.tracker, run_dir) if main else tracking.Tracker(run_dir)
     tracker.log_params(resolved)
+    metrics = MetricsLog(run_dir, tracker, bar, step if resume and main else None)
     with runs.status(run_dir if main else None, "train", tracker):
         while step < end:
             # --- the batch and its randomness, all from (seed, step, rank)
-            g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, rank))
-            torch.manual_seed(_step_seed(cfg.seed, step, rank) + 1)  # dropout inside the network
+            g = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
+            torch.manual_seed(step_seed(cfg.seed, step, rank) + 1)  # dropout inside the network
             idx = batch_indices(len(data.images), cfg.batch_size, step, cfg.seed, rank, world)
             x0 = to_model_range(data.images[idx])
             if cfg.data.flip:
@@ -144,24 +135,14 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
             step += 1
 
             # --- EMA of the weights (float32)
-            decay = ema_decay(cfg, step)
-            with torch.no_grad():
-                for e, p in zip(ema.parameters(), accelerator.unwrap_model(model).parameters()):
-                    e.lerp_(p.detach().float(), 1 - decay)
+            ema_update(ema, accelerator.unwrap_model(model), ema_decay(cfg, step))
 
             # --- log
-            images_since += len(idx) * world
+            metrics.count(len(idx) * world)
             loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
             bar.update(1)
             if main and (step % cfg.log_every == 0 or step == end):
-                now = time.perf_counter()
-                record = {"step": step, "loss": loss_all, "lr": lr, "grad_norm": float(grad_norm),
-                          "images_per_s": round(images_since / (now - tick), 2), "processes": world}
-                bar.set_postfix(loss=f"{loss_all:.4f}", img_s=f"{record['images_per_s']:.0f}")
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                tracker.log_metrics(record, step)
-                tick, images_since = now, 0
+                metrics.log(step, loss_all, lr, grad_norm, world)
 
             # --- sample grids from the EMA network, checkpoints
             if main and (step % cfg.sample_every == 0 or step == cfg.steps):
@@ -173,10 +154,3 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
             accelerator.wait_for_everyone()
     bar.close()
     return run_dir
-
-
-def _json_step(line: str):
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return None

@@ -15,8 +15,6 @@ metrics.jsonl, samples/step-*.png, checkpoints/step-*/, and model/ (a diffusers 
 from __future__ import annotations
 
 import copy
-import json
-import time
 from pathlib import Path
 
 import torch
@@ -29,15 +27,12 @@ from ..ddpm.data import batch_indices
 from ..errors import InputError
 from ..grids import labelled_grid
 from ..precision import training_precision
+from ..training import MetricsLog, ema_update, step_seed
 from .config import TrainConfig
 from .data import Dataset, shapes, to_model_range
 from .models import SD15_BETAS, Parts, load_parts, save_pipeline
 
 ENCODE_BATCH = 256
-
-
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    return (seed * 1_000_003 + step) * 64 + rank
 
 
 def _ema_decay(cfg: TrainConfig, step: int) -> float:
@@ -151,10 +146,6 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         if found is None:
             raise InputError(f"resume: {str(run_dir)!r} has no checkpoint to resume from")
         step = checkpoints.load_training_state(found, trainable, ema, optimizer, lr_scheduler)
-        if main:  # forget metrics logged after the checkpoint: they will be logged again
-            lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
-            runs.atomic_write(run_dir / "metrics.jsonl", "".join(x + "\n" for x in lines
-                                                                   if x.strip() and json.loads(x)["step"] <= step))
     noise_scheduler = DDPMScheduler(**SD15_BETAS, clip_sample=False)
     if "vae" not in cfg.train:  # the frozen VAE encodes every image once
         latents = encode_latents(parts.vae, data.images, device)
@@ -164,14 +155,14 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
 
     end = min(cfg.steps, stop_after) if stop_after else cfg.steps
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), unit="step", desc=cfg.name)
-    tick, images_since = time.perf_counter(), 0
     tracker = tracking.make(cfg.tracker, run_dir) if main else tracking.Tracker(run_dir)
     tracker.log_params(resolved)
+    metrics = MetricsLog(run_dir, tracker, bar, step if resume and main else None)
     with runs.status(run_dir if main else None, "train-sd", tracker):
         while step < end:
             # --- the batch and its randomness, all from (seed, step, rank)
-            g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, rank))
-            torch.manual_seed(_step_seed(cfg.seed, step, rank) + 1)
+            g = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
+            torch.manual_seed(step_seed(cfg.seed, step, rank) + 1)
             idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed, rank, world)
 
             # --- loss, backward, clip, step
@@ -195,24 +186,14 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
             step += 1
 
             # --- EMA of the trainable weights (float32)
-            decay = _ema_decay(cfg, step)
-            with torch.no_grad():
-                for e, p in zip(ema.parameters(), model.parameters()):
-                    e.lerp_(p.detach().float(), 1 - decay)
+            ema_update(ema, model, _ema_decay(cfg, step))
 
             # --- log
-            images_since += len(idx) * world
+            metrics.count(len(idx) * world)
             loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
             bar.update(1)
             if main and (step % cfg.log_every == 0 or step == end):
-                now = time.perf_counter()
-                record = {"step": step, "loss": loss_all, "lr": lr, "grad_norm": float(grad_norm),
-                          "images_per_s": round(images_since / (now - tick), 2), "processes": world}
-                bar.set_postfix(loss=f"{loss_all:.4f}", img_s=f"{record['images_per_s']:.0f}")
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                tracker.log_metrics(record, step)
-                tick, images_since = now, 0
+                metrics.log(step, loss_all, lr, grad_norm, world)
 
             # --- sample grids from the EMA weights, checkpoints, the finished model
             last = step == cfg.steps
