@@ -152,6 +152,17 @@ def build_parser() -> Parser:
             p.add_argument("--class", dest="classes", type=int, action="append", metavar="LABEL",
                            help="class label(s) to draw, repeatable (default: all classes in turn)")
             p.add_argument("--every", type=int, metavar="K", help="also save the trajectory every K steps")
+    p = sub.add_parser("score", help="how well a model follows shapes-world prompts (GenEval's categories)",
+                       description="Generate the fixed prompt suite of the shapes world and judge every image: the "
+                                   "share correct per category and overall, as JSON and a table.")
+    p.add_argument("model", help="a model difflab loads: a diffusers folder, a hub id, a .safetensors file")
+    p.add_argument("--steps", type=int, default=20, help="num_inference_steps (default 20)")
+    p.add_argument("--guidance", type=float, default=4.0, help="guidance_scale (default 4.0)")
+    p.add_argument("--scheduler", default="dpm++_2m_karras", help="default dpm++_2m_karras")
+    p.add_argument("--prompts-per-category", type=int, default=16, help="fewer for a quick look (default 16)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--out", default=str(runs.DEFAULT_ROOT))
     p = sub.add_parser("info", help="print the parameters stored in an image")
     p.add_argument("image")
     p.add_argument("--json", action="store_true", help="print only the JSON record")
@@ -281,6 +292,29 @@ def cmd_generate(args) -> int:
 
 def _overrides(args) -> bool:
     return any(getattr(args, arg, None) is not None for arg in ARG_TO_FIELD)
+
+
+def cmd_score(args) -> int:
+    params = GenerationParams.from_dict({"prompt": "a circle", "num_inference_steps": args.steps,
+                                         "guidance_scale": args.guidance, "scheduler": args.scheduler}).validate()
+    if args.prompts_per_category < 1:
+        raise InputError(f"prompts_per_category: {args.prompts_per_category} is not allowed; use an integer >= 1")
+    pipelines.check_device_dtype(args.device, args.dtype)
+    pipelines.resolve_source(args.model)
+    from .shapes import score
+
+    model = pipelines.load(args.model, device=args.device, dtype=args.dtype, progress=False)
+    draw = score.model_drawer(model, num_inference_steps=params.num_inference_steps,
+                              guidance_scale=params.guidance_scale, scheduler=params.scheduler)
+    result = score.score(draw, score.suite(args.prompts_per_category))
+    run = runs.new_run_dir(f"score-{Path(args.model).name}", args.out)
+    result = {"model": model.describe(), "params": {"num_inference_steps": args.steps, "guidance_scale": args.guidance,
+                                                    "scheduler": args.scheduler}, **result}
+    runs.write_json(run / "score.json", result)
+    runs.atomic_write(run / "score.txt", score.table(result) + "\n")
+    print(score.table(result))
+    print(run / "score.json")
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -479,7 +513,7 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warnings
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
                "sweep": cmd_sweep, "train": cmd_train, "train-sd": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
-               "info": cmd_info, "demo": cmd_demo, "notebooks": cmd_notebooks,
+               "info": cmd_info, "score": cmd_score, "demo": cmd_demo, "notebooks": cmd_notebooks,
                "app": cmd_app, "runs": cmd_runs}[args.command]
     try:
         code = handler(args)

@@ -161,9 +161,14 @@ def caption(prompt: Prompt, rng: random.Random) -> str:
 
 def random_prompt(rng: random.Random, shapes=SHAPES) -> Prompt:
     """A random requirement of one of GenEval's categories, sometimes with a size and a background."""
-    category = rng.choices(CATEGORIES, weights=(1, 2, 2, 2, 1, 2, 2))[0]
+    return prompt_of(rng.choices(CATEGORIES, weights=(1, 2, 2, 2, 1, 2, 2))[0], rng, shapes)
+
+
+def prompt_of(category: str, rng: random.Random, shapes=SHAPES, sizes: bool = True,
+              backgrounds: bool = True) -> Prompt:
+    """A random prompt of `category`; `sizes`/`backgrounds` allow the optional mentions of size and background."""
     colours = list(COLOURS)
-    size = (lambda: rng.choice(SIZES) if rng.random() < 0.25 else None)
+    size = (lambda: rng.choice(SIZES) if sizes and rng.random() < 0.25 else None)
     if category == "single_object":
         things = [Thing(rng.choice(shapes), size=size())]
     elif category == "colors":
@@ -176,13 +181,16 @@ def random_prompt(rng: random.Random, shapes=SHAPES) -> Prompt:
     elif category == "two_objects":
         a, b = rng.sample(shapes, 2)
         things = [Thing(a), Thing(b)]
-    else:  # color_attr, relative_position: two things, each with its own colour
+    elif category in ("color_attr", "relative_position"):  # two things, each with its own colour
         a, b = rng.choice(shapes), rng.choice(shapes)
         ca, cb = rng.sample(colours, 2)
         things = [Thing(a, ca, size()), Thing(b, cb, size())]
+    else:
+        raise ValueError(f"category: {category!r} is not known; choose one of {', '.join(CATEGORIES)}")
     relation = rng.choice(RELATIONS) if category == "relative_position" else None
     taken = {t.colour for t in things}
-    background = rng.choice([c for c in BACKGROUNDS if c not in taken]) if rng.random() < 0.3 else None
+    background = (rng.choice([c for c in BACKGROUNDS if c not in taken])
+                  if backgrounds and rng.random() < 0.3 else None)
     prompt = Prompt("", category, things, relation, background)
     prompt.text = caption(prompt, rng)
     return prompt

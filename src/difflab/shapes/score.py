@@ -1,0 +1,95 @@
+"""The prompt-following score: a fixed, versioned suite of prompts per GenEval category, several seeds each, every
+image judged; per category the share of correct images, overall their mean (GenEval's table: an image counts only
+if every requirement of its prompt holds). `held_out` prompts name colour-shape-position combinations that the
+training split never shows (compositional generalisation) and are reported apart, outside the overall score.
+
+Any model that can draw the shapes world can be scored: the `shapes` model, a fine-tuned one, a real Stable
+Diffusion model on a GPU (which scores poorly: a finding, not a bug). Generation parameters are difflab's, so a
+sweep can score guidance, steps and schedulers.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from . import judge, world
+
+SUITE_VERSION = 1
+PROMPTS_PER_CATEGORY = 16
+SEEDS = (0, 1, 2, 3)
+
+
+@dataclass
+class SuiteItem:
+    prompt: world.Prompt
+    seeds: tuple[int, ...]
+
+
+def suite(prompts_per_category: int = PROMPTS_PER_CATEGORY, seeds=SEEDS) -> dict[str, list[SuiteItem]]:
+    """The fixed suite: category -> items (prompt, seeds). Version SUITE_VERSION: the same prompts every time."""
+    rng = random.Random(f"shapes-suite-v{SUITE_VERSION}")
+    out = {c: [SuiteItem(world.prompt_of(c, rng, sizes=False, backgrounds=False), tuple(seeds))
+               for _ in range(prompts_per_category)] for c in world.CATEGORIES}
+    held = []
+    for colour, shape, position in sorted(world.HELD_OUT):
+        thing = world.Thing(shape, colour, None, position)
+        prompt = world.Prompt("", "position", [thing])
+        prompt.text = world.caption(prompt, rng)
+        held.append(SuiteItem(prompt, tuple(seeds)))
+    out["held_out"] = held
+    return out
+
+
+def score(draw, items: dict[str, list[SuiteItem]] | None = None, progress: bool = True) -> dict:
+    """Score `draw(prompt, seeds) -> list of images` (prompt: a world.Prompt, its words in `.text`) on the suite: {"categories": {name: share correct},
+    "overall": mean over GenEval's categories, "held_out": share correct, "images": n, "details": [...]}."""
+    from tqdm.auto import tqdm
+
+    items = items or suite()
+    details, per_category = [], {}
+    total = sum(len(v) for v in items.values())
+    with tqdm(total=total, desc="scoring", unit="prompt", disable=not progress) as bar:
+        for category, entries in items.items():
+            correct = []
+            for entry in entries:
+                for seed, image in zip(entry.seeds, draw(entry.prompt, list(entry.seeds))):
+                    verdict = judge.judge(image, entry.prompt)
+                    correct.append(verdict["correct"])
+                    details.append({"category": category, "prompt": entry.prompt.text, "seed": seed,
+                                    "correct": verdict["correct"], "reasons": verdict["reasons"]})
+                bar.update(1)
+            per_category[category] = sum(correct) / max(len(correct), 1)
+    geneval = [per_category[c] for c in world.CATEGORIES if c in per_category]
+    return {"suite_version": SUITE_VERSION, "categories": {c: round(v, 4) for c, v in per_category.items()},
+            "overall": round(sum(geneval) / max(len(geneval), 1), 4), "images": len(details), "details": details}
+
+
+def table(result: dict) -> str:
+    """GenEval's table: one column per category, then overall."""
+    names = [c for c in world.CATEGORIES if c in result["categories"]]
+    header = names + ["overall"] + (["held_out"] if "held_out" in result["categories"] else [])
+    values = [result["categories"][c] for c in names] + [result["overall"]]
+    values += [result["categories"]["held_out"]] if "held_out" in result["categories"] else []
+    widths = [max(len(h), 6) for h in header]
+    return "\n".join(["  ".join(h.ljust(w) for h, w in zip(header, widths)),
+                      "  ".join(f"{v:.3f}".ljust(w) for v, w in zip(values, widths))])
+
+
+def model_drawer(model, **params):
+    """`draw` for a difflab Model: one batched call per prompt, image i with seed i of the suite item (difflab's
+    per-image CPU generators), with any generation parameters (steps, guidance_scale, scheduler...)."""
+    from ..generate import generate
+
+    def draw(prompt: world.Prompt, seeds: list[int]):
+        return [out.image for out in generate(model, prompt=prompt.text, seeds=seeds, **params)]
+
+    return draw
+
+
+def world_drawer():
+    """`draw` that renders the prompt with the world itself: what a perfect model would make (scores 1.0)."""
+    def draw(prompt: world.Prompt, seeds: list[int]):
+        return [world.make_scene(prompt, seed)[0] for seed in seeds]
+
+    return draw
