@@ -41,7 +41,12 @@ def vae_run(tmp_path_factory):
                  progress=False)
 
 
-def test_the_vae_stage_learns_and_writes_a_model_folder(vae_run):
+def test_the_vae_stage_learns_and_writes_a_model_folder(vae_run, capsys):
+    from difflab.cli import main
+
+    assert main(["runs", str(vae_run.parent)]) == 0
+    (row,) = capsys.readouterr().out.splitlines()[1:]
+    assert row.split()[1] == "train" and row.split()[-3:] == ["24/24", "0", "complete"] and "train vae" in row
     losses = _losses(vae_run)
     assert len(losses) == 24 and sum(losses[-4:]) < 0.8 * sum(losses[:4])
     config = json.loads((vae_run / "model" / "vae" / "config.json").read_text())

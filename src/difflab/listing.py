@@ -61,9 +61,14 @@ def summarize(run_dir) -> dict:
         state = _status(run_json) if run_json else "interrupted"
         if state == "complete" and done < cfg["steps"]:
             state = "interrupted"
-        out.update(kind="train", model=f"ddpm {cfg['data']['name']}", done=done, total=cfg["steps"], status=state,
-                   parameters=f"{cfg['diffusion']['schedule']} T={cfg['diffusion']['timesteps']}, "
-                              f"batch {cfg['batch_size']}, lr {cfg['lr']}")
+        if "diffusion" in cfg:  # the from-scratch DDPM
+            model = f"ddpm {cfg['data']['name']}"
+            parameters = f"{cfg['diffusion']['schedule']} T={cfg['diffusion']['timesteps']}, "
+        else:  # a Stable Diffusion stage
+            model = f"sd {cfg.get('base') or cfg['data']['name']}"
+            parameters = f"train {'+'.join(cfg['train'])}, {cfg['mixed_precision']}, "
+        out.update(kind="train", model=model, done=done, total=cfg["steps"], status=state,
+                   parameters=parameters + f"batch {cfg['batch_size']}, lr {cfg['lr']}")
     elif run_json.get("kind") == "generate":
         params = run_json.get("params", {})
         out.update(kind="generate", model=run_json.get("model", {}).get("name", ""), done=len(run_json["images"]),

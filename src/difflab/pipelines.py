@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import runs, tiny
 from .errors import InputError
+from .shapes.model import RECIPES as SHAPES_MODELS
 from .params import SCHEDULERS, TASKS, check_scheduler
 
 PIPELINE_CLASSES = {
@@ -32,7 +33,7 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 @dataclass
 class ModelSource:
-    """Where a model comes from. `kind` is one of tiny, folder, file, hub."""
+    """Where a model comes from. `kind` is one of tiny, shapes (trained here on first use), folder, file, hub."""
 
     id: str
     kind: str
@@ -55,6 +56,8 @@ def resolve_source(model: str) -> ModelSource:
         raise InputError(f"model: {model!r} is not allowed; give a hub id, a folder, a .safetensors file or 'tiny'")
     if model in tiny.TINY_MODELS:
         return ModelSource(model, "tiny", name=model)
+    if model in SHAPES_MODELS:
+        return ModelSource(model, "shapes", name=model)
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -72,7 +75,7 @@ def resolve_source(model: str) -> ModelSource:
                        or model.lower().endswith((".safetensors",) + PICKLE_SUFFIXES))
     if looks_like_path or not re.fullmatch(r"[\w.\-]+/[\w.\-]+", model):
         raise InputError(f"model: {model!r} does not exist; give a hub id (org/name), a diffusers folder, "
-                         f"a .safetensors file, or one of {', '.join(tiny.TINY_MODELS)}")
+                         f"a .safetensors file, or one of {', '.join(tiny.TINY_MODELS + tuple(SHAPES_MODELS))}")
     if _hub_offline():
         from huggingface_hub import try_to_load_from_cache
         if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
@@ -313,8 +316,9 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
     try:
-        if source.kind == "tiny":
-            source.path = str(tiny.tiny_path(source.id))
+        if source.kind in ("tiny", "shapes"):
+            from .shapes.model import model_path
+            source.path = str(tiny.tiny_path(source.id) if source.kind == "tiny" else model_path(source.id, progress))
             pipe = cls.from_pretrained(source.path, use_safetensors=True, **kwargs)
         elif source.kind == "folder":
             pipe = cls.from_pretrained(source.path, use_safetensors=True, **kwargs)

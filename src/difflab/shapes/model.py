@@ -1,0 +1,94 @@
+"""`shapes` and `shapes-quick` as model names: the shapes model from the difflab cache, trained on first use.
+
+Like a first download: when the model is missing, one line says what is happening and about how long it takes, and
+`difflab train-sd` runs both stages of the recipe (configs/shapes/) in a child process with its progress bars. A
+lock makes a second process wait for the first one's model instead of training its own; the finished folder is
+moved into place in one rename, so no half-trained or half-written model is ever loaded, and a killed first-use
+training leaves nothing that `load("shapes")` would take for a model. The recipe runs in a child process (not
+imported) because training loads its base models through difflab's own loader.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+from ..runs import cache_root, publish_mode
+
+VERSION = 1   # bump when a recipe changes: the cached model is trained again
+RECIPES = {"shapes": ("vae.yaml", "unet.yaml", "about 10 minutes on a GPU; hours on a 2-core CPU (in progress)"),
+           "shapes-quick": ("quick_vae.yaml", "quick_unet.yaml", "about 2 minutes on a 2-core CPU")}
+
+
+def model_path(name: str, progress: bool = True) -> Path:
+    """The folder of shapes model `name`, trained once on first use."""
+    if name not in RECIPES:
+        raise InputError(f"model: {name!r} is not a shapes model; choose one of {', '.join(RECIPES)}")
+    folder = cache_root() / "models" / f"{name}-v{VERSION}"
+    if _complete(folder):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)        # a second process waits here for the first one's model
+        if not _complete(folder):
+            for stale in folder.parent.glob(f".{name}-training-*"):  # a killed training's work: nobody owns it now
+                shutil.rmtree(stale, ignore_errors=True)
+            _train(name, folder, progress)
+    return folder
+
+
+def _complete(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    if not (folder / "model_index.json").is_file() or not list((folder / "unet").glob("*.safetensors")):
+        raise InputError(f"model: the cached shapes model {str(folder)!r} is incomplete or corrupt; delete that "
+                         f"folder and it is trained again")
+    return True
+
+
+def _train(name: str, folder: Path, progress: bool) -> None:
+    from ..notebooks import home
+
+    vae, unet, how_long = RECIPES[name]
+    configs = home() / "configs" / "shapes"
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-training-", dir=folder.parent))
+    print(f"difflab: {name} is not in the cache yet; training it once from {configs} into {folder} "
+          f"({how_long})", file=sys.stderr, flush=True)
+    quiet = [] if progress else ["--no-progress"]
+    try:
+        first = _stage([str(configs / vae), "--out", str(work / "runs"), *quiet])
+        second = _stage([str(configs / unet), "--set", f"base={first / 'model'}", "--out", str(work / "runs"), *quiet])
+        staged = work / "model"
+        shutil.copytree(second / "model", staged)
+        publish_mode(staged, folder=True)
+        staged.rename(folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the process that asked for the model dies (Linux), so that a killed first
+    use leaves no training running on in the background."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stage(args: list[str]) -> Path:
+    """One `difflab train-sd` stage in a child process; returns its run folder (the last line it prints)."""
+    done = subprocess.run([sys.executable, "-m", "difflab", "train-sd", *args], stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent)
+    if done.returncode:
+        raise InputError(f"model: training the shapes model failed (difflab train-sd {' '.join(args)} exited "
+                         f"{done.returncode}; its error is above)")
+    return Path(done.stdout.strip().splitlines()[-1])

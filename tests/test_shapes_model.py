@@ -1,0 +1,56 @@
+"""`shapes-quick` as a model name: trained once on first use, behind a lock, never seen half-made."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import difflab
+from difflab.shapes.model import VERSION
+
+LOAD = "import difflab; m = difflab.load('shapes-quick', progress=False); print(m.source.path)"
+
+
+def _load_process(cache):
+    return subprocess.Popen([sys.executable, "-c", LOAD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DIFFLAB_CACHE": str(cache)})
+
+
+def test_first_use_trains_once_for_two_processes_and_a_killed_training_leaves_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    folder = cache / "models" / f"shapes-quick-v{VERSION}"
+    killed = _load_process(cache)                       # killed while it trains: nothing is left to load
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((cache / "models").glob(".shapes-quick-training-*/runs/*")):
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not folder.exists()
+
+    first, second = _load_process(cache), _load_process(cache)   # both ask at once: one trains, one waits
+    outputs = [p.communicate(timeout=900) for p in (first, second)]
+    assert all(p.returncode == 0 for p in (first, second)), outputs
+    assert [out.strip().splitlines()[-1] for out, _ in outputs] == [str(folder)] * 2
+    assert sum("training it once" in err for _, err in outputs) == 1
+    assert (folder / "model_index.json").is_file() and list((folder / "unet").glob("*.safetensors"))
+    assert not list((cache / "models").glob(".shapes-quick-training-*"))
+
+    os.environ["DIFFLAB_CACHE"], before = str(cache), os.environ["DIFFLAB_CACHE"]
+    try:
+        model = difflab.load("shapes-quick", progress=False)     # cached: loaded, not trained
+        out = difflab.generate(model, prompt="a red circle", num_inference_steps=3, seed=1)[0]
+        assert out.image.size == (64, 64) and out.record["model"]["kind"] == "shapes"
+    finally:
+        os.environ["DIFFLAB_CACHE"] = before
+
+
+def test_a_corrupt_cached_model_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path))
+    folder = tmp_path / "models" / f"shapes-quick-v{VERSION}"
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    with pytest.raises(difflab.InputError, match="incomplete or corrupt; delete that folder"):
+        difflab.load("shapes-quick", progress=False)
