@@ -120,16 +120,18 @@ def build_parser() -> Parser:
         _add_generation_args(p, task)
         _add_tracker_arg(p)
     p = sub.add_parser("sweep", help="a parameter sweep: labelled X/Y/Z grids, batched and resumable",
-                       description="Run a sweep (configs/sweeps/*.yaml). Under `accelerate launch --num_processes N "
-                                   "-m difflab sweep CONFIG` the batches are shared among the processes.")
+                       description="Run a sweep (configs/sweeps/*.yaml). Under `torchrun --nproc_per_node N -m difflab "
+                                   "sweep CONFIG` (CPU workers) or `accelerate launch --multi_gpu --num_processes N "
+                                   "...` (GPUs) the batches are shared among the processes.")
     _add_run_args(p, "sweep", "--set model=tiny --set x.values=[1,2]",
                   "finish an interrupted sweep, making only what is missing")
     p.add_argument("--dry-run", action="store_true", help="print the cells, image count and a time estimate")
     p.add_argument("--processes", type=int, default=1,
-                   help="run as N processes through accelerate (one GPU each where there are GPUs)")
+                   help="run as N processes (one GPU each where there are GPUs; torchrun CPU workers otherwise)")
     p = sub.add_parser("train", help="train a DDPM from scratch (configs/ddpm/*.yaml)",
-                       description="Train a DDPM from scratch. Several processes or GPUs: "
-                                   "accelerate launch --num_processes N -m difflab train CONFIG")
+                       description="Train a DDPM from scratch. Several GPUs: accelerate launch --multi_gpu "
+                                   "--num_processes N -m difflab train CONFIG; CPU workers: torchrun --nproc_per_node N "
+                                   "-m difflab train CONFIG")
     _add_run_args(p, "training", "--set steps=500 --set model.channels=64",
                   "continue a run from its latest checkpoint")
     p.add_argument("--data-dir", help="where the dataset is (same as --set data.data_dir=...)")
@@ -355,7 +357,7 @@ def cmd_sweep(args) -> int:
         if args.dry_run:
             print(sweep.dry_run(resolved))
             return 0
-        # under `accelerate launch`, rank 0 creates the run folder and the other ranks are told its name
+        # under a launcher (torchrun, accelerate), rank 0 creates the run folder and the other ranks are told its name
         run_dir = sweep.prepare_run(resolved, args.out) if sweep.process_state().is_main_process else ""
     if args.processes > 1:  # N workers on the same run folder; rank 0 assembles the grid and reports
         import torch
