@@ -223,11 +223,9 @@ def _place(side: int, position: str | None, taken: list[Object], rng: random.Ran
 def scene_for(prompt: Prompt, rng: random.Random, held_out=frozenset()) -> Scene | None:
     """Objects that meet the prompt exactly (nothing else is drawn), or None when this draw could not place them."""
     objects: list[Object] = []
-    used = {t.colour for t in prompt.things if t.colour}
-    free_colours = list(COLOURS)
     for i, thing in enumerate(prompt.things):
         for _ in range(thing.count):
-            colour = thing.colour or rng.choice(free_colours)
+            colour = thing.colour or rng.choice(list(COLOURS))
             size = thing.size or rng.choice(SIZES)
             side = _side(size, rng)
             x_range = y_range = None
@@ -249,7 +247,6 @@ def scene_for(prompt: Prompt, rng: random.Random, held_out=frozenset()) -> Scene
             if (obj.colour, obj.shape, obj.position) in held_out:
                 return None
             objects.append(obj)
-            used.add(colour)
     backgrounds = [b for b in BACKGROUNDS if b not in {o.colour for o in objects}]
     background = prompt.background or rng.choice(backgrounds)
     if background in {o.colour for o in objects}:

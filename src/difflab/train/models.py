@@ -66,9 +66,9 @@ def build(arch: ArchitectureConfig, seed: int) -> Parts:
 def load_parts(cfg: TrainConfig) -> Parts:
     """The parts to train: the base model's (any model difflab loads), with those named in `fresh` built new
     from `architecture`; with no base, every part is new."""
-    new = build(cfg.architecture, cfg.seed)
     if cfg.base is None:
-        return new
+        return build(cfg.architecture, cfg.seed)
+    new = build(cfg.architecture, cfg.seed) if cfg.fresh else None
     from ..pipelines import load
 
     pipe = load(cfg.base, progress=False, device="cpu", dtype="float32").pipe
