@@ -10,31 +10,8 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def vae_accuracy(model_folder: str, n: int) -> dict:
-    """The judge on validation items passed through the VAE (encode, decode): per attribute."""
-    import numpy as np
-    import torch
-    from diffusers import AutoencoderKL
-    from PIL import Image
-
-    from difflab.shapes import judge, world
-
-    vae = AutoencoderKL.from_pretrained(Path(model_folder) / "vae").eval()
-    items = [world.item(i, "val") for i in range(n)]
-    x = torch.stack([torch.from_numpy(np.asarray(im)).permute(2, 0, 1) for im, _ in items])
-    with torch.no_grad():
-        out = []
-        for i in range(0, n, 128):
-            xb = x[i:i + 128].float() / 127.5 - 1
-            out.append(vae.decode(vae.encode(xb).latent_dist.mean).sample.clamp(-1, 1))
-        recon = torch.cat(out)
-    images = [Image.fromarray(((r + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for r in recon]
-    return judge.attribute_accuracy(images, [s for _, s in items])
 
 
 def main() -> None:
@@ -64,7 +41,9 @@ def main() -> None:
     rows.append(("VAE stage", time.perf_counter() - start, json.loads(
         (vae_run / "metrics.jsonl").read_text().splitlines()[-1])["loss"]))
     print(f"VAE stage: {rows[-1][1]:.0f} s, {vae_run}", flush=True)
-    accuracy = vae_accuracy(vae_run / "model", 500)
+    from diffusers import AutoencoderKL
+
+    accuracy = score.vae_accuracy(AutoencoderKL.from_pretrained(vae_run / "model" / "vae").eval(), 500)
     print("judge on VAE reconstructions:", json.dumps({k: round(v, 3) for k, v in accuracy.items()}), flush=True)
     start = time.perf_counter()
     unet_run = train(load_config(args.unet, args.set_unet + [f"base={vae_run / 'model'}"]), out=args.out,

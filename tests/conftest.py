@@ -6,6 +6,9 @@ import pytest
 # Offline, always: a test that tried the network would hang or fail here and in CI.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# `dtype: auto` on the CPU is float32 in the tests on every machine, as the pixel tolerances assume (whether bf16
+# is faster is timed per machine: tests/test_generate.py tests that probe by unsetting this)
+os.environ["DIFFLAB_CPU_DTYPE"] = "float32"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,8 +1,6 @@
 """The web UI: its API through gradio_client against a real server on a free local port, and a real browser."""
 
 import json
-import os
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -181,6 +179,9 @@ def test_app_cli_bad_input_exits_2(capsys):
     assert len(err) == 2 and err[0].startswith("difflab app: error: port: 0")
 
 
+PROMPT = "a red circle to the left of a blue square"
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                                         "(make test installs it with apt-get)")
 def test_end_to_end_in_a_real_browser(server, tmp_path):
@@ -191,16 +192,14 @@ def test_end_to_end_in_a_real_browser(server, tmp_path):
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server["url"])
-        page.locator("#text2img-prompt textarea").fill("a lighthouse in a storm, oil painting")
+        page.locator("#text2img-prompt textarea").fill(PROMPT)
         page.locator("#text2img-generate").click()
         expect(page.locator("#text2img-status")).to_contain_text("Done: 1 image", timeout=90_000)
         expect(page.locator("#text2img-gallery img").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-        if os.environ.get("DIFFLAB_SCREENSHOT"):  # how the README's screenshot is made
-            shutil.copy(tmp_path / "app.png", os.environ["DIFFLAB_SCREENSHOT"])
         browser.close()
     assert Image.open(tmp_path / "app.png").size[0] >= 1400
     made = [p for p in server["results"].glob("*/*.png")
-            if (difflab.read_metadata(p)["difflab"] or {}).get("prompt") == "a lighthouse in a storm, oil painting"]
+            if (difflab.read_metadata(p)["difflab"] or {}).get("prompt") == PROMPT]
     assert len(made) == 1
     assert "Steps: 30" in difflab.read_metadata(made[0])["parameters"]

@@ -240,3 +240,25 @@ def test_cuda_float16_batch_matches_single_within_tolerance(difflab_cache):
     for i in range(3):
         single = difflab.generate(model, prompt="a fox", seed=10 + i, **FAST)[0]
         assert np.abs(pixels(batch[i].image) - pixels(single.image)).max() <= 3
+
+
+def test_auto_dtype_on_the_cpu_follows_a_probe_of_the_model(difflab_cache, monkeypatch, capsys):
+    import json
+
+    from difflab import precision
+
+    monkeypatch.delenv("DIFFLAB_CPU_DTYPE")                        # unpinned: as users run it
+    auto = difflab.load("tiny", device="cpu", progress=False)     # this machine's probe decided, and remembered it
+    probes = json.loads((difflab_cache / "precision.json").read_text())
+    params = sum(p.numel() for p in auto.pipe.unet.parameters())
+    (speedup,) = [v for k, v in probes.items() if f"denoising with UNet2DConditionModel, {params} parameters" in k]
+    assert auto.dtype == (torch.bfloat16 if speedup >= precision.SPEEDUP_NEEDED else torch.float32)
+    assert auto.pipe.unet.dtype == auto.dtype
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda signature, step: 2.0)    # a CPU where bf16 is fast
+    fast = difflab.load("tiny", device="cpu", progress=False)
+    assert fast.dtype == torch.bfloat16 and fast.pipe.unet.dtype == torch.bfloat16
+    assert difflab.generate(fast, prompt="x", seed=1, num_inference_steps=2)[0].record["dtype"] == "bfloat16"
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda signature, step: pytest.fail("asked: no probe"))
+    assert difflab.load("tiny", device="cpu", dtype="float32", progress=False).dtype == torch.float32
+    monkeypatch.setenv("DIFFLAB_CPU_DTYPE", "bfloat16")                                # pinned: no probe either
+    assert difflab.load("tiny", device="cpu", progress=False).dtype == torch.bfloat16

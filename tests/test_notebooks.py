@@ -14,8 +14,9 @@ from difflab.cli import main
 
 OFFLINE = "configs/notebooks/offline.yaml"
 QUICK = "configs/notebooks/quick.yaml"
+ATTENTION_RATIO = 2.0
 NAMES = ["01_text_to_image", "02_inpainting", "03_image_to_image", "04_ddpm_from_scratch",
-         "05_inside_stable_diffusion"]
+         "05_inside_stable_diffusion", "06_latent_diffusion_from_scratch"]
 
 
 @pytest.mark.parametrize("path", notebooks.available(), ids=lambda p: p.stem)
@@ -47,11 +48,15 @@ def test_select_and_parameter_errors():
         notebooks.run(["01"], OFFLINE, ["stepz=3"])
     params = notebooks.load_params(OFFLINE, ["train_steps=5", "model=tiny"])
     shares = notebooks.shares(notebooks.select(["01", "04"]), params)
-    assert shares[notebooks.select(["01"])[0]] == {"model": "tiny", "device": "cpu", "dtype": "float32", "steps": 20}
+    assert shares[notebooks.select(["01"])[0]] == {"model": "tiny", "device": "cpu", "dtype": "float32"}
     assert shares[notebooks.select(["04"])[0]]["train_steps"] == 5
-    quick = notebooks.shares(notebooks.select(["01", "04"]), notebooks.load_params([OFFLINE, QUICK]))
-    assert quick[notebooks.select(["01"])[0]]["steps"] == 8 and quick[notebooks.select(["04"])[0]]["train_steps"] == 100
-    assert quick[notebooks.select(["01"])[0]]["model"] == "tiny"  # the later file overrides key by key
+    chosen = notebooks.select(["01", "02", "03", "04"])
+    quick = notebooks.shares(chosen, notebooks.load_params([OFFLINE, QUICK]))
+    assert quick[chosen[0]]["steps"] == 8 and quick[chosen[3]]["train_steps"] == 100
+    assert quick[chosen[0]]["model"] == "shapes-quick"  # the later file overrides key by key
+    assert quick[chosen[1]]["strengths"] == [0.5, 1.0] and quick[chosen[2]]["strengths"] == [0.2, 1.0]  # 03's own
+    gpu = notebooks.shares(chosen, notebooks.load_params("configs/notebooks/gpu.yaml", ["prompt=a cat"]))
+    assert gpu[chosen[1]]["source"] == "sample:china:512" and gpu[chosen[1]]["prompt"] == "a cat"  # --set wins
 
 
 def test_notebooks_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
@@ -107,7 +112,7 @@ def test_sweeps_made_by_notebooks_hold_images_with_metadata(executed):
             meta = difflab.read_metadata(entry["path"])
             record = meta["difflab"]
             assert meta["parameters"].startswith(record["prompt"])
-            assert record["seed"] == entry["seed"] and record["model"]["name"].startswith("tiny")
+            assert record["seed"] == entry["seed"] and record["model"]["name"] == "shapes-quick"
 
 
 def test_notebook_figures_are_in_range(executed):
@@ -119,15 +124,40 @@ def test_notebook_figures_are_in_range(executed):
     gif = _artifacts(results["04_ddpm_from_scratch"])["DDIM sampling, step by step"]
     assert Image.open(gif).n_frames == 50
     inside = results["05_inside_stable_diffusion"].numbers
-    kept = set(range(0, 8, 3)) | {7}  # every 3rd of 8 steps, and the last
-    assert inside["trajectory_frames"] == len(kept) and inside["attention_map_size"] == [16, 16]
-    assert inside["tokens"] == len("a red fox sitting in the snow".replace(" ", ""))  # byte-level tiny tokenizer
+    kept = set(range(0, 8, 2)) | {7}  # every 2nd of 8 steps, and the last
+    assert inside["trajectory_frames"] == len(kept) and inside["attention_map_size"] == [8, 8]
+    assert inside["tokens"] == len("a red circle and a blue square".split())  # every word one token
     side_by_side = _artifacts(results["05_inside_stable_diffusion"])["Trajectories under each guidance scale, side by side"]
     assert Image.open(side_by_side).n_frames == inside["trajectory_frames"]
+    assert results["03_image_to_image"].numbers["input_seen_at_lowest_strength"] is True   # strength 0.2: the input
+    scratch = results["06_latent_diffusion_from_scratch"].numbers
+    assert scratch["vae_judge"]["colour"] > 0.8 and scratch["vae_judge"]["position"] > 0.8
+    assert set(scratch["overall_by_guidance"]) == {"1.0", "7.5"}
+
+
+@pytest.mark.slow
+def test_on_the_default_model_a_colour_word_attends_to_its_object(tmp_path):
+    """Notebook 05 on `shapes` (trained first when not cached): each colour word of the prompt puts a share of its
+    cross-attention inside its object's mask well above the mask's share of the image (1x: spread evenly)."""
+    _, (result,) = notebooks.run(["05"], params_file=OFFLINE, out=tmp_path, progress=False)
+    assert result.status == "ok", result.error
+    ratios = {k: v for k, v in result.numbers["attention_inside_over_area"].items()
+              if k.split(" -> ")[0] in ("red", "blue")}
+    assert ratios and all(r > ATTENTION_RATIO for r in ratios.values()), result.numbers
+
+
+@pytest.mark.slow
+def test_on_the_default_model_img2img_turns_the_input_into_the_prompt(tmp_path):
+    """Notebook 03 on `shapes`: the judge sees the input's red circle at strength 0.2 and the prompt's blue square
+    at strength 1.0."""
+    _, (result,) = notebooks.run(["03"], params_file=OFFLINE, out=tmp_path, progress=False)
+    assert result.status == "ok", result.error
+    numbers = result.numbers
+    assert numbers["input_seen_at_lowest_strength"] and numbers["prompt_seen_at_highest_strength"], numbers
 
 
 def test_a_failing_notebook_is_reported_and_the_rest_still_run(tmp_path, capsys):
-    code = main(["notebooks", "run", "03", "05", "--params", OFFLINE, "--params", QUICK, "--set", "size=0",
+    code = main(["notebooks", "run", "03", "05", "--params", OFFLINE, "--params", QUICK, "--set", "source=no.png",
                  "--out", str(tmp_path)])
     assert code == 1
     out = capsys.readouterr().out
@@ -135,7 +165,7 @@ def test_a_failing_notebook_is_reported_and_the_rest_still_run(tmp_path, capsys)
     summary = {r["name"]: r for r in json.loads((run_dir / "summary.json").read_text())["results"]}
     assert summary["03_image_to_image"]["status"] == "failed"
     assert re.match(r"cell \d+: \w+Error: ", summary["03_image_to_image"]["error"])
-    assert summary["05_inside_stable_diffusion"]["status"] == "ok"  # it takes no `size`: ran as usual
+    assert summary["05_inside_stable_diffusion"]["status"] == "ok"  # it takes no `source`: ran as usual
     assert "03_image_to_image" in out and "failed" in out
     assert (run_dir / "03_image_to_image.ipynb").exists()  # the executed copy shows the error in place
 

@@ -96,3 +96,29 @@ def test_make_scene_draws_any_prompt_including_held_out_and_new_shapes():
     hearts = world.Prompt("two red hearts", "counting", [world.Thing("heart", "red", count=2)])
     image, _ = world.make_scene(hearts, seed=1)
     assert judge.judge(image, hearts)["correct"]
+
+
+def test_parse_reads_back_every_caption_and_rejects_other_text(items):
+    for _, scene in items:
+        parsed, want = world.parse(scene.prompt.text), scene.prompt
+        assert (parsed.category, parsed.relation, parsed.background) == (want.category, want.relation, want.background)
+        assert parsed.things in (want.things, want.things[::-1])   # "a and b" may be worded "b and a"
+    assert world.parse("Two yellow squares").things == [world.Thing("square", "yellow", count=2)]
+    assert world.parse("a red heart in the middle").things == [world.Thing("heart", "red", position="center")]
+    with pytest.raises(ValueError, match="prompt: 'a cat' is not in the shapes world's wording"):
+        world.parse("a cat")
+
+
+def test_a_shapes_image_spec_renders_its_prompt(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from difflab import InputError, samples
+
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path))
+    path = samples.input_path("shapes:a red circle at the top left:3")
+    assert path == samples.input_path("shapes:a red circle at the top left:3")     # cached, same file
+    assert judge.judge(Image.open(path), world.parse("a red circle at the top left"))["correct"]
+    with pytest.raises(InputError, match="image: prompt: 'a dog' is not in the shapes world's wording"):
+        samples.input_path("shapes:a dog")
+    with pytest.raises(InputError, match="use shapes:PROMPT"):
+        samples.input_path("shapes:a red circle:x")

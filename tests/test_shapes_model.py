@@ -1,5 +1,6 @@
 """`shapes-quick` as a model name: trained once on first use, behind a lock, never seen half-made."""
 
+import json
 import os
 import signal
 import subprocess
@@ -7,9 +8,10 @@ import sys
 import time
 
 import pytest
+import yaml
 
 import difflab
-from difflab.shapes.model import VERSION
+from difflab.shapes.model import cache_folder
 
 LOAD = "import difflab; m = difflab.load('shapes-quick', progress=False); print(m.source.path)"
 
@@ -21,7 +23,7 @@ def _load_process(cache):
 
 def test_first_use_trains_once_for_two_processes_and_a_killed_training_leaves_nothing(tmp_path):
     cache = tmp_path / "cache"
-    folder = cache / "models" / f"shapes-quick-v{VERSION}"
+    folder = cache / "models" / cache_folder("shapes-quick").name
     killed = _load_process(cache)                       # killed while it trains: nothing is left to load
     deadline = time.time() + 300
     while time.time() < deadline and not list((cache / "models").glob(".shapes-quick-training-*/runs/*")):
@@ -36,6 +38,10 @@ def test_first_use_trains_once_for_two_processes_and_a_killed_training_leaves_no
     assert [out.strip().splitlines()[-1] for out, _ in outputs] == [str(folder)] * 2
     assert sum("training it once" in err for _, err in outputs) == 1
     assert (folder / "model_index.json").is_file() and list((folder / "unet").glob("*.safetensors"))
+    for stage in ("vae", "unet"):                            # how it was made travels with it
+        config = yaml.safe_load((folder / "training" / stage / "config.yaml").read_text())
+        metrics = (folder / "training" / stage / "metrics.jsonl").read_text().splitlines()
+        assert json.loads(metrics[-1])["step"] == config["steps"] and stage in config["name"]
     assert not list((cache / "models").glob(".shapes-quick-training-*"))
 
     os.environ["DIFFLAB_CACHE"], before = str(cache), os.environ["DIFFLAB_CACHE"]
@@ -49,7 +55,7 @@ def test_first_use_trains_once_for_two_processes_and_a_killed_training_leaves_no
 
 def test_a_corrupt_cached_model_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path))
-    folder = tmp_path / "models" / f"shapes-quick-v{VERSION}"
+    folder = cache_folder("shapes-quick")
     folder.mkdir(parents=True)
     (folder / "model_index.json").write_text("{}")
     with pytest.raises(difflab.InputError, match="incomplete or corrupt; delete that folder"):

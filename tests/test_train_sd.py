@@ -36,7 +36,7 @@ def _losses(run):
 
 
 @pytest.fixture(scope="module")
-def vae_run(tmp_path_factory):
+def vae_run(tmp_path_factory, difflab_cache):
     return train(load_config(VAE, SMALL + ["steps=24", "sample_every=24"]), out=tmp_path_factory.mktemp("vae"),
                  progress=False)
 
@@ -55,6 +55,31 @@ def test_the_vae_stage_learns_and_writes_a_model_folder(vae_run, capsys):
     assert json.loads((vae_run / "run.json").read_text())["status"] == "complete"
     recorded = (vae_run / "config.yaml").read_text()
     assert "mixed_precision: fp32" in recorded or "mixed_precision: bf16" in recorded  # auto, resolved here
+    from diffusers import AutoencoderKL
+
+    params = sum(p.numel() for p in AutoencoderKL.from_pretrained(vae_run / "model" / "vae").parameters())
+    probes = json.loads((difflab.runs.cache_root() / "precision.json").read_text())
+    assert any(key.endswith(f"train vae, {params} parameters, batch 8") for key in probes), probes  # this model
+
+
+def test_auto_precision_times_the_step_it_is_given_once_and_remembers(tmp_path, monkeypatch):
+    import time
+
+    from difflab import precision
+
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path))
+    calls = []
+
+    def step(bf16):   # a model whose bf16 step is slower here
+        calls.append(bf16)
+        time.sleep(0.02 if bf16 else 0.005)
+
+    assert precision.training_precision("auto", "cpu", "model A", step) == "fp32"
+    assert len(calls) == 8 and calls.count(True) == 4                  # warm-up + 3 timed runs each
+    assert precision.training_precision("auto", "cpu", "model A", step) == "fp32" and len(calls) == 8  # cached
+    assert precision.training_precision("auto", "cpu", "model B", lambda bf16: time.sleep(0.005 if bf16 else 0.02)) \
+        == "bf16"                                                        # another model: its own probe
+    assert precision.training_precision("bf16", "cpu", "model A", step) == "bf16"  # asked for: no probe
 
 
 def test_the_unet_stage_makes_a_genuine_diffusers_model(vae_run, tmp_path):

@@ -445,7 +445,7 @@ def gallery_tab(studio: Studio) -> dict:
     return {"gallery": gallery, "info": info, "reuse": reuse, "to_img2img": to_img2img, "to_inpaint": to_inpaint}
 
 
-def launch(model: str = "tiny", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+def launch(model: str = "shapes", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            results=runs.DEFAULT_ROOT, device: str = "auto", dtype: str = "auto", block: bool = True):
     """Start the server (one job at a time; only results/ and Gradio's own files are served)."""
     studio = Studio(model, results, device, dtype)

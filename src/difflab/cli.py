@@ -74,7 +74,9 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
     o.add_argument("--textual-inversion", action="append", default=[], metavar="PATH[:TOKEN]",
                    help="textual-inversion embedding; repeatable")
     o.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    o.add_argument("--dtype", default="auto", help="auto (float16 on GPU, float32 on CPU), float32, float16, bfloat16")
+    o.add_argument("--dtype", default="auto", help="auto (float16 on GPU; on the CPU float32, or bfloat16 where a "
+                                                   "one-time probe of the model finds it faster), float32, float16, "
+                                                   "bfloat16")
     o.add_argument("--attention-slicing", action="store_true", help="lower peak memory, a little slower")
     o.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
     o.add_argument("--cpu-offload", action="store_true", help="model CPU offload (CUDA only)")
@@ -177,7 +179,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("runs", help="list the runs under a folder, or show one: difflab runs [DIR] | runs show RUN")
     p.add_argument("what", nargs="*", metavar="DIR | show RUN", help="default: results/")
     p = sub.add_parser("app", help="the web UI (Gradio), on http://127.0.0.1:7860 by default")
-    p.add_argument("--model", default="tiny", help="a hub id, a local folder, a .safetensors file, or tiny")
+    p.add_argument("--model", default="shapes", help="shapes (default: trained here on first use), tiny, a hub id, "
+                                                     "a local folder or a .safetensors file")
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")

@@ -1,7 +1,8 @@
 """`make demo`: the lab tour. Every notebook, then the shipped sweeps, then one page that links it all.
 
-Offline (configs/notebooks/offline.yaml) it uses the tiny Stable Diffusion pipeline and a DDPM trained here on
-scikit-learn's digits; `--params configs/notebooks/gpu.yaml` runs the same tour with a real model on a GPU.
+Offline (configs/notebooks/offline.yaml) it uses `shapes`, the Stable Diffusion model that difflab trains here
+(first, when it is not cached yet), and a DDPM trained here on scikit-learn's digits; `--params
+configs/notebooks/gpu.yaml` runs the same tour with a real model on a GPU.
 Results: results/<timestamp>-tour/{notebooks/, sweeps/, index.html}.
 """
 
@@ -46,6 +47,11 @@ def run_tour(params_file=OFFLINE, out=runs.DEFAULT_ROOT, overrides=()) -> Path:
     for name in params["sweeps"]:
         if not (sweeps_dir / name).is_file():
             raise InputError(f"sweeps: {name!r} in {params_file} is not a shipped sweep in configs/sweeps/")
+    from .shapes.model import RECIPES, model_path
+
+    for name in dict.fromkeys(params["parameters"].get(k) for k in ("model", "inpaint_model")):
+        if name in RECIPES:   # trained here, once, with its progress bars on this terminal (not inside a notebook)
+            model_path(name)
     tour = runs.new_run_dir("tour", out)
     print(f"The lab tour: {tour}", file=sys.stderr)
     with runs.status(tour, "tour"):

@@ -19,7 +19,9 @@ from . import runs, tracking
 from .errors import InputError
 
 ARTIFACTS = "artifacts.json"
-PARAMS_KEYS = ("parameters", "sweeps")  # a parameter file: notebook parameters, and the sweeps the tour runs
+# a parameter file: parameters for every notebook, parameters for one notebook ("02": {...}, by its number),
+# and the sweeps the tour runs
+PARAMS_KEYS = ("parameters", "notebooks", "sweeps")
 
 
 def home() -> Path:
@@ -98,7 +100,7 @@ def load_params(params_files=None, overrides=()) -> dict:
     """{"parameters": {...}, "sweeps": {...}, "set": {...}, "files": [...]} from parameter files (one path or a
     list: later files override earlier ones, key by key) and --set key=value."""
     files = [params_files] if isinstance(params_files, (str, Path)) else list(params_files or [])
-    merged = {"parameters": {}, "sweeps": {}}
+    merged = {"parameters": {}, "notebooks": {}, "sweeps": {}}
     for name in files:
         data = configs.load_yaml(repo_path(name))
         unknown = sorted(set(data) - set(PARAMS_KEYS))
@@ -107,7 +109,13 @@ def load_params(params_files=None, overrides=()) -> dict:
         for key in PARAMS_KEYS:
             if not isinstance(data.get(key) or {}, dict):
                 raise InputError(f"params: {key} in {name} must be a mapping")
-            merged[key].update(data.get(key) or {})
+            if key == "notebooks":
+                for number, values in (data.get(key) or {}).items():
+                    if not isinstance(values, dict):
+                        raise InputError(f"params: notebooks.{number} in {name} must be a mapping")
+                    merged[key].setdefault(str(number).zfill(2), {}).update(values)
+            else:
+                merged[key].update(data.get(key) or {})
     return {**merged, "set": configs.apply_overrides({}, list(overrides)), "files": [str(f) for f in files]}
 
 
@@ -119,16 +127,18 @@ def declared(path: Path) -> dict:
 
 
 def shares(paths: list[Path], params: dict) -> dict[Path, dict]:
-    """Each notebook's share of the parameters: those its parameters cell declares. A parameter file serves
-    every notebook; a --set that no chosen notebook declares is an error (a typo would otherwise do nothing)."""
+    """Each notebook's share of the parameters: those its parameters cell declares, from `parameters`, then its
+    own `notebooks` section, then --set. A --set that no chosen notebook declares is an error (a typo would
+    otherwise do nothing)."""
     names = {p: declared(p) for p in paths}
     known = set().union(*names.values()) if names else set()
     for key in params["set"]:
         if key not in known:
             raise InputError(f"set: {key!r} is not a parameter of the chosen notebooks; "
                              f"they take {', '.join(sorted(known))}")
-    merged = {**params["parameters"], **params["set"]}
-    return {p: {k: v for k, v in merged.items() if k in n} for p, n in names.items()}
+    own = lambda p: params["notebooks"].get(p.name[:2], {})  # noqa: E731
+    return {p: {k: v for k, v in {**params["parameters"], **own(p), **params["set"]}.items() if k in n}
+            for p, n in names.items()}
 
 
 # --- running

@@ -34,10 +34,38 @@ def sample_photo_file(name: str = "china", size: int | None = None) -> Path:
     return path
 
 
+def shapes_image_file(prompt: str, seed: int = 0) -> Path:
+    """A shapes-world render of `prompt` (its own wording) from `seed`, as a PNG in difflab's cache."""
+    import hashlib
+
+    from .shapes import world
+
+    try:
+        image, _ = world.make_scene(world.parse(prompt), seed)
+    except ValueError as e:
+        raise InputError(f"image: {e}") from None
+    key = hashlib.sha256(f"{world.VERSION}|{prompt}|{seed}".encode()).hexdigest()[:16]
+    path = cache_root() / "samples" / f"shapes-{key}.png"
+    if not path.exists():
+        save_image(image, path)
+    return path
+
+
+def input_image(spec: str) -> Image.Image:
+    """The RGB image that a path or an `input_path` spec names."""
+    return Image.open(input_path(spec)).convert("RGB")
+
+
 def input_path(spec: str | None) -> str | None:
-    """A sweep's input image: a path, or `sample:NAME[:SIZE]` for a photo that an installed package ships."""
-    if spec is None or not spec.startswith("sample:"):
+    """A sweep's input image: a path, `sample:NAME[:SIZE]` for a photo that an installed package ships, or
+    `shapes:PROMPT[:SEED]` for a render of the shapes world (e.g. `shapes:a red circle:3`)."""
+    if spec is None or not spec.startswith(("sample:", "shapes:")):
         return spec
+    if spec.startswith("shapes:"):
+        _, prompt, *seed = spec.split(":")
+        if seed and not seed[0].isdigit():
+            raise InputError(f"image: {spec!r} is not allowed; use shapes:PROMPT[:SEED] with an integer SEED")
+        return str(shapes_image_file(prompt, int(seed[0]) if seed else 0))
     _, name, *size = spec.split(":")
     if name not in PHOTOS or (size and not size[0].isdigit()):
         raise InputError(f"image: {spec!r} is not allowed; use sample:NAME[:SIZE] with NAME one of "

@@ -298,6 +298,14 @@ class AttentionMaps:
             raise InputError(f"token: {token!r} is not in the prompt's tokens {self.tokens}")
         return self.maps[index, self.tokens.index(token)]
 
+    def share_inside(self, token: str, mask, index: int = 0) -> tuple[float, float]:
+        """The share of `token`'s attention that falls inside `mask` (a boolean array the image's size), and the
+        mask's share of the image: a map that follows the object has the first well above the second."""
+        attention = self.token_map(token, index).float()
+        cells = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(mask, dtype=torch.float32)[None],
+                                                        attention.shape)[0]   # the mask's coverage of each cell
+        return float((attention * cells).sum() / attention.sum()), float(cells.mean())
+
     def panels(self, index: int = 0, alpha: float = 0.55) -> Image.Image:
         """The image, then one panel per token: its attention map upsampled and overlaid on the image."""
         import matplotlib

@@ -4,8 +4,9 @@ Like a first download: when the model is missing, one line says what is happenin
 `difflab train-sd` runs both stages of the recipe (configs/shapes/) in a child process with its progress bars. A
 lock makes a second process wait for the first one's model instead of training its own; the finished folder is
 moved into place in one rename, so no half-trained or half-written model is ever loaded, and a killed first-use
-training leaves nothing that `load("shapes")` would take for a model. The recipe runs in a child process (not
-imported) because training loads its base models through difflab's own loader.
+training leaves nothing that `load("shapes")` would take for a model. The model folder keeps how it was made in
+`training/vae/` and `training/unet/` (each stage's config.yaml, metrics.jsonl and sample grids). The recipe runs
+in a child process (not imported) because training loads its base models through difflab's own loader.
 """
 
 from __future__ import annotations
@@ -21,16 +22,30 @@ from pathlib import Path
 from ..errors import InputError
 from ..runs import cache_root, publish_mode
 
-VERSION = 1   # bump when a recipe changes: the cached model is trained again
-RECIPES = {"shapes": ("vae.yaml", "unet.yaml", "about 10 minutes on a GPU; hours on a 2-core CPU (in progress)"),
+RECIPES = {"shapes": ("vae.yaml", "unet.yaml", "about 15 minutes on a 2-core CPU, 3 on a GPU"),
            "shapes-quick": ("quick_vae.yaml", "quick_unet.yaml", "about 2 minutes on a 2-core CPU")}
+
+
+def cache_folder(name: str) -> Path:
+    """Where model `name` lives in the cache: named by a hash of its recipe (both stages' configs, as parsed, and
+    the world's version), so that a changed recipe is trained again and an unchanged one never is."""
+    import hashlib
+    import json
+
+    from ..config import load_yaml
+    from ..notebooks import home
+    from . import world
+
+    if name not in RECIPES:
+        raise InputError(f"model: {name!r} is not a shapes model; choose one of {', '.join(RECIPES)}")
+    configs = [load_yaml(home() / "configs" / "shapes" / f) for f in RECIPES[name][:2]]
+    recipe = json.dumps({"world": world.VERSION, "configs": configs}, sort_keys=True)
+    return cache_root() / "models" / f"{name}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
 
 
 def model_path(name: str, progress: bool = True) -> Path:
     """The folder of shapes model `name`, trained once on first use."""
-    if name not in RECIPES:
-        raise InputError(f"model: {name!r} is not a shapes model; choose one of {', '.join(RECIPES)}")
-    folder = cache_root() / "models" / f"{name}-v{VERSION}"
+    folder = cache_folder(name)
     if _complete(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +81,8 @@ def _train(name: str, folder: Path, progress: bool) -> None:
         second = _stage([str(configs / unet), "--set", f"base={first / 'model'}", "--out", str(work / "runs"), *quiet])
         staged = work / "model"
         shutil.copytree(second / "model", staged)
+        for stage, run in (("vae", first), ("unet", second)):   # how it was made: configs, metrics, sample grids
+            shutil.copytree(run, staged / "training" / stage, ignore=shutil.ignore_patterns("model", "checkpoints"))
         publish_mode(staged, folder=True)
         staged.rename(folder)
     finally:

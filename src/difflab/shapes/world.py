@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,6 +156,46 @@ def caption(prompt: Prompt, rng: random.Random) -> str:
     elif lead < 0.25:
         text = "an image of " + text
     return text
+
+
+_SHAPE_WORDS = "|".join(ALL_SHAPES)
+_NOUN = (rf"(?:an? )?(?:(?P<{{p}}size>{'|'.join(SIZES)}) )?(?:(?P<{{p}}colour>{'|'.join(COLOURS)}) )?"
+         rf"(?P<{{p}}shape>{_SHAPE_WORDS}|shape)s?")
+_WHERE = (r"(?:(?:at|on|near|in) the (?P<position>" + "|".join(POSITIONS) + r")(?: corner)?"
+          r"|in the (?P<middle>center|middle))")
+
+
+def _thing(m: re.Match, p: str, count: int = 1, position: str | None = None) -> Thing:
+    shape = m[p + "shape"]
+    return Thing(None if shape == "shape" else shape, m[p + "colour"], m[p + "size"], position, count)
+
+
+def parse(text: str) -> Prompt:
+    """The requirements of a caption in the world's own wording (what `caption` writes, any shapes): the inverse
+    of `caption`, so that the judge can check any such text. Raises ValueError for anything else."""
+    words = " ".join(text.lower().replace(",", " ").split())
+    body = re.sub(r"^(?:a picture of|an image of) ", "", words)
+    m = re.fullmatch(r"(?P<body>.+?)(?: on an? (?P<bg>" + "|".join(BACKGROUNDS) + r") background)?", body)
+    body, background = m["body"], m["bg"]
+    a, b = _NOUN.format(p="a"), _NOUN.format(p="b")
+    relations = "|".join(RELATION_WORDS.values())
+    if m := re.fullmatch(rf"(?P<n>{'|'.join(NUMBERS.values())}) {a}", body):
+        count = {v: k for k, v in NUMBERS.items()}[m["n"]]
+        return Prompt(text, "counting", [_thing(m, "a", count)], background=background)
+    if m := re.fullmatch(rf"{a} (?P<rel>{relations}) {b}", body):
+        relation = {v: k for k, v in RELATION_WORDS.items()}[m["rel"]]
+        return Prompt(text, "relative_position", [_thing(m, "a"), _thing(m, "b")], relation, background)
+    if m := re.fullmatch(rf"{a} and {b}", body):
+        things = [_thing(m, "a"), _thing(m, "b")]
+        return Prompt(text, "color_attr" if all(t.colour for t in things) else "two_objects", things,
+                      background=background)
+    if m := re.fullmatch(rf"{a}(?: {_WHERE})?", body):
+        position = "center" if m["middle"] else m["position"]
+        thing = _thing(m, "a", position=position)
+        category = "position" if position else "colors" if thing.colour else "single_object"
+        return Prompt(text, category, [thing], background=background)
+    raise ValueError(f"prompt: {text!r} is not in the shapes world's wording (e.g. 'a red circle at the top left', "
+                     f"'two blue squares', 'a red circle to the left of a blue square')")
 
 
 # --- prompts by category, drawn at random (training) or listed (the score suite)

@@ -80,10 +80,12 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 5e-4
     warmup: int = 200
+    lr_schedule: str = "cosine"      # after warm-up: cosine (decays to 0 at `steps`) | constant
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     kl_weight: float = 1e-6          # VAE stage
+    snr_gamma: float | None = 5.0    # UNet stage: Min-SNR loss weighting (None: plain epsilon MSE)
     mixed_precision: str = "auto"    # auto: a short probe on this machine decides (recorded in the run)
     device: str = "auto"             # auto | cpu
     tracker: str = "local"
@@ -114,6 +116,8 @@ class TrainConfig:
             raise InputError(f"data.size: {self.data.size} is not allowed; the dataset needs at least one item")
         if not 0 <= self.data.caption_dropout < 1:
             raise InputError(f"data.caption_dropout: {self.data.caption_dropout} is not allowed; use [0, 1)")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise InputError(f"lr_schedule: {self.lr_schedule!r} is not allowed; use cosine or constant")
         if self.mixed_precision not in PRECISIONS:
             raise InputError(f"mixed_precision: {self.mixed_precision!r} is not allowed; use {', '.join(PRECISIONS)}")
         if self.device not in ("auto", "cpu"):

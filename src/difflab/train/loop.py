@@ -15,6 +15,7 @@ metrics.jsonl, samples/step-*.png, checkpoints/step-*/, and model/ (a diffusers 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import torch
@@ -33,6 +34,15 @@ from .data import Dataset, shapes, to_model_range
 from .models import SD15_BETAS, Parts, load_parts, save_pipeline
 
 ENCODE_BATCH = 256
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then constant or a cosine decay to zero at the last step."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
 
 
 def _ema_decay(cfg: TrainConfig, step: int) -> float:
@@ -62,12 +72,20 @@ def vae_loss(vae, x0, mask, g, cfg: TrainConfig) -> torch.Tensor:
     return l1 + cfg.kl_weight * posterior.kl().mean()
 
 
-def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g) -> torch.Tensor:
+def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: float | None) -> torch.Tensor:
+    """Epsilon-prediction MSE; with `snr_gamma`, each timestep weighted by min(SNR, gamma) / SNR (Min-SNR, Hang et
+    al. 2023): the many nearly clean timesteps stop dominating, and layout and colour are learnt sooner."""
+    from diffusers.training_utils import compute_snr
+
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=g).to(z0.device)
     noise = torch.randn(z0.shape, generator=g).to(z0.device)
     context = text_encoder(ids)[0]
     pred = unet(noise_scheduler.add_noise(z0, noise, t), t, context).sample
-    return F.mse_loss(pred.float(), noise)
+    per_item = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+    if snr_gamma is None:
+        return per_item.mean()
+    snr = compute_snr(noise_scheduler, t)
+    return (per_item * snr.clamp(max=snr_gamma) / snr).mean()
 
 
 @torch.no_grad()
@@ -107,7 +125,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
           stop_after: int | None = None) -> Path:
     """Train (or resume) one stage and return the run folder; the model is in <run>/model/ when it finishes.
     `stop_after` ends the loop early at that step (tests)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import broadcast_object_list
     from diffusers import DDPMScheduler
@@ -115,11 +133,52 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
 
     AcceleratorState._reset_state()
     device_type = "cpu" if cfg.device == "cpu" or not torch.cuda.is_available() else "cuda"
-    precision = training_precision(cfg.mixed_precision, device_type)
-    accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision),
-                              cpu=cfg.device == "cpu" or threads.cpu_workers())
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    device = accelerator.device
+    cpu = cfg.device == "cpu" or threads.cpu_workers()
+    state = PartialState(cpu=cpu)
+    rank, world, main, device = state.process_index, state.num_processes, state.is_main_process, state.device
+
+    # --- data, parts (trainable and frozen), what one step's loss is
+    data = shapes(cfg.data, progress=progress and main)
+    if len(data) < cfg.batch_size * world:
+        raise InputError(f"data.size: {len(data)} items are fewer than one batch ({cfg.batch_size} x {world})")
+    parts = load_parts(cfg)
+    for name in ("vae", "unet", "text_encoder"):
+        getattr(parts, name).requires_grad_(name in cfg.train).to(device)
+    trainable = torch.nn.ModuleDict({name: getattr(parts, name) for name in cfg.train})
+    noise_scheduler = DDPMScheduler(**SD15_BETAS, clip_sample=False)
+    if "vae" not in cfg.train:  # the frozen VAE encodes every image once
+        latents = encode_latents(parts.vae, data.images, device)
+        ids, empty = token_ids(parts.tokenizer, data.captions), token_ids(parts.tokenizer, [""])[0]
+
+    def loss_at(model, step: int) -> torch.Tensor:
+        """The loss of this rank's batch at `step`; everything random in it comes from (seed, step, rank)."""
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
+        torch.manual_seed(step_seed(cfg.seed, step, rank) + 1)
+        idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed, rank, world)
+        if "vae" in cfg.train:
+            return vae_loss(model["vae"], to_model_range(data.images[idx]).to(device), data.masks[idx].to(device),
+                            g, cfg)
+        drop = torch.rand(len(idx), generator=g) < cfg.data.caption_dropout
+        batch_ids = torch.where(drop[:, None], empty, ids[idx]).to(device)
+        text_encoder = model["text_encoder"] if "text_encoder" in cfg.train else parts.text_encoder
+        unet = model["unet"] if "unet" in cfg.train else parts.unet
+        return denoising_loss(unet, text_encoder, noise_scheduler, latents[idx].to(device), batch_ids, g,
+                              cfg.snr_gamma)
+
+    # --- precision: `auto` times this very step in float32 and bf16 on a CPU (rank 0 decides for all)
+    def probe_step(bf16: bool) -> None:
+        trainable.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_at(trainable, 0)
+        loss.backward()
+        trainable.zero_grad(set_to_none=True)
+
+    params = sum(p.numel() for p in trainable.parameters())
+    signature = f"train {'+'.join(cfg.train)}, {params} parameters, batch {cfg.batch_size}"
+    precision = training_precision(cfg.mixed_precision, device_type, signature, probe_step) if main else None
+    if world > 1:
+        precision = broadcast_object_list([precision])[0]
+    accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=cpu)
 
     # --- run folder: rank 0 creates it (or resumes it) and tells the others; the chosen precision is recorded
     run_dir = Path(resume) if resume else (runs.new_run_dir(cfg.name, out) if main else None)
@@ -129,27 +188,16 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     if main and not resume:
         runs.atomic_write(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
-    # --- data, parts (trainable and frozen), EMA, optimizer, learning-rate warm-up
-    data = shapes(cfg.data, progress=progress and main)
-    if len(data) < cfg.batch_size * world:
-        raise InputError(f"data.size: {len(data)} items are fewer than one batch ({cfg.batch_size} x {world})")
-    parts = load_parts(cfg)
-    for name in ("vae", "unet", "text_encoder"):
-        getattr(parts, name).requires_grad_(name in cfg.train).to(device)
-    trainable = torch.nn.ModuleDict({name: getattr(parts, name) for name in cfg.train})
+    # --- EMA, optimizer, learning-rate warm-up (or all of them as a checkpoint left them)
     ema = copy.deepcopy(trainable).requires_grad_(False)
     optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s))
     step = 0
     if resume:
         found = checkpoints.latest(run_dir)
         if found is None:
             raise InputError(f"resume: {str(run_dir)!r} has no checkpoint to resume from")
         step = checkpoints.load_training_state(found, trainable, ema, optimizer, lr_scheduler)
-    noise_scheduler = DDPMScheduler(**SD15_BETAS, clip_sample=False)
-    if "vae" not in cfg.train:  # the frozen VAE encodes every image once
-        latents = encode_latents(parts.vae, data.images, device)
-        ids, empty = token_ids(parts.tokenizer, data.captions), token_ids(parts.tokenizer, [""])[0]
     trainable, optimizer = accelerator.prepare(trainable, optimizer)
     model = accelerator.unwrap_model(trainable)
 
@@ -160,23 +208,10 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     metrics = MetricsLog(run_dir, tracker, bar, step if resume and main else None)
     with runs.status(run_dir if main else None, "train-sd", tracker):
         while step < end:
-            # --- the batch and its randomness, all from (seed, step, rank)
-            g = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
-            torch.manual_seed(step_seed(cfg.seed, step, rank) + 1)
-            idx = batch_indices(len(data), cfg.batch_size, step, cfg.seed, rank, world)
-
             # --- loss, backward, clip, step
             trainable.train()
             with accelerator.autocast():
-                if "vae" in cfg.train:
-                    loss = vae_loss(model["vae"], to_model_range(data.images[idx]).to(device),
-                                    data.masks[idx].to(device), g, cfg)
-                else:
-                    drop = torch.rand(len(idx), generator=g) < cfg.data.caption_dropout
-                    batch_ids = torch.where(drop[:, None], empty, ids[idx]).to(device)
-                    text_encoder = model["text_encoder"] if "text_encoder" in cfg.train else parts.text_encoder
-                    unet = model["unet"] if "unet" in cfg.train else parts.unet
-                    loss = denoising_loss(unet, text_encoder, noise_scheduler, latents[idx].to(device), batch_ids, g)
+                loss = loss_at(model, step)
             accelerator.backward(loss)
             grad_norm = accelerator.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -189,7 +224,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
             ema_update(ema, model, _ema_decay(cfg, step))
 
             # --- log
-            metrics.count(len(idx) * world)
+            metrics.count(cfg.batch_size * world)
             loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
             bar.update(1)
             if main and (step % cfg.log_every == 0 or step == end):

@@ -28,6 +28,13 @@ class Parts:
     tokenizer: object
 
 
+def _groups(channels: list[int]) -> int:
+    """GroupNorm groups of at least 4 channels each (Stable Diffusion's VAE has 4, its UNet 10). One channel per
+    group is instance normalisation: it subtracts each image's mean per channel, the very information that says
+    what colour a flat background is, and such a VAE reconstructs objects but not backgrounds."""
+    return max(1, min(32, min(channels) // 4))
+
+
 def build(arch: ArchitectureConfig, seed: int) -> Parts:
     """Fresh parts with seeded random weights: AutoencoderKL, UNet2DConditionModel, CLIPTextModel and the shapes
     tokenizer (every caption word one token)."""
@@ -43,7 +50,7 @@ def build(arch: ArchitectureConfig, seed: int) -> Parts:
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=arch.vae.latent_channels,
                         block_out_channels=tuple(arch.vae.block_out_channels), layers_per_block=arch.vae.layers_per_block,
                         down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
-                        sample_size=arch.image_size, norm_num_groups=min(32, min(arch.vae.block_out_channels)))
+                        sample_size=arch.image_size, norm_num_groups=_groups(arch.vae.block_out_channels))
     u = arch.unet
     torch.manual_seed(seed + 1)
     unet = UNet2DConditionModel(
@@ -53,7 +60,7 @@ def build(arch: ArchitectureConfig, seed: int) -> Parts:
         down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in u.cross_attention_levels),
         up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(u.cross_attention_levels)),
         cross_attention_dim=arch.text.hidden_size, attention_head_dim=u.attention_head_dim,
-        norm_num_groups=min(32, min(u.block_out_channels)))
+        norm_num_groups=_groups(u.block_out_channels))
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=arch.text.hidden_size, intermediate_size=arch.text.intermediate_size,
@@ -72,6 +79,9 @@ def load_parts(cfg: TrainConfig) -> Parts:
     from ..pipelines import load
 
     pipe = load(cfg.base, progress=False, device="cpu", dtype="float32").pipe
+    if "unet" in cfg.fresh:   # a new UNet works on the base VAE's latents
+        factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        new.unet.register_to_config(sample_size=cfg.architecture.image_size // factor)
     tokenizer = new.tokenizer if "text_encoder" in cfg.fresh else pipe.tokenizer
     return Parts(pipe.vae, new.unet if "unet" in cfg.fresh else pipe.unet,
                  new.text_encoder if "text_encoder" in cfg.fresh else pipe.text_encoder, tokenizer)
