@@ -99,17 +99,18 @@ def reconstructions(vae, n: int, split: str = "val") -> tuple[list, list]:
     """Items 0..n-1 of `split` passed through `vae` (encode, take the posterior mean, decode): (images, scenes)."""
     import numpy as np
     import torch
-    from PIL import Image
+
+    from ..ddpm.data import to_pil
+    from ..train.data import to_model_range
 
     items = [world.item(i, split) for i in range(n)]
-    pixels = torch.stack([torch.from_numpy(np.asarray(im)).permute(2, 0, 1) for im, _ in items])
+    pixels = torch.from_numpy(np.stack([np.asarray(im) for im, _ in items])).permute(0, 3, 1, 2)
     out = []
     with torch.no_grad():
         for i in range(0, n, 128):
-            x = (pixels[i:i + 128].float() / 127.5 - 1).to(vae.device, vae.dtype)
-            out.append(vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1).cpu())
-    images = [Image.fromarray(((r + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for r in torch.cat(out)]
-    return images, [scene for _, scene in items]
+            x = to_model_range(pixels[i:i + 128]).to(vae.device, vae.dtype)
+            out.append(vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu())
+    return [to_pil(r) for r in torch.cat(out)], [scene for _, scene in items]
 
 
 def vae_accuracy(vae, n: int = 500) -> dict:

@@ -24,7 +24,7 @@ import yaml
 
 from .. import checkpoints, runs, threads, tracking
 from .. import config as configs
-from ..ddpm.data import batch_indices
+from ..ddpm.data import batch_indices, to_pil
 from ..errors import InputError
 from ..grids import labelled_grid
 from ..precision import training_precision
@@ -91,9 +91,6 @@ def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: f
 @torch.no_grad()
 def save_samples(parts: Parts, cfg: TrainConfig, data: Dataset, path, device) -> Path:
     """The VAE stage: inputs over their reconstructions. The other stages: the sample prompts x seeds."""
-    from PIL import Image
-
-    to_pil = lambda x: Image.fromarray(((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())  # noqa: E731
     if "vae" in cfg.train:
         x0 = to_model_range(data.images[:8]).to(device)
         parts.vae.eval()
