@@ -17,7 +17,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-import difflab  # noqa: E402
 from difflab import sweep  # noqa: E402
 from difflab.pipelines import PIPELINE_CLASSES, resolve_device, resolve_source  # noqa: E402
 from difflab.tiny import tiny_path  # noqa: E402

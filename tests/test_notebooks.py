@@ -16,7 +16,7 @@ OFFLINE = "configs/notebooks/offline.yaml"
 QUICK = "configs/notebooks/quick.yaml"
 ATTENTION_RATIO = 2.0
 NAMES = ["01_text_to_image", "02_inpainting", "03_image_to_image", "04_ddpm_from_scratch",
-         "05_inside_stable_diffusion", "06_latent_diffusion_from_scratch"]
+         "05_inside_stable_diffusion", "06_latent_diffusion_from_scratch", "07_fine_tuning"]
 
 
 @pytest.mark.parametrize("path", notebooks.available(), ids=lambda p: p.stem)
@@ -133,6 +133,10 @@ def test_notebook_figures_are_in_range(executed):
     scratch = results["06_latent_diffusion_from_scratch"].numbers
     assert scratch["vae_judge"]["colour"] > 0.8 and scratch["vae_judge"]["position"] > 0.8
     assert set(scratch["overall_by_guidance"]) == {"1.0", "7.5"}
+    tuning = results["07_fine_tuning"].numbers
+    assert set(tuning["heart_by_lora_scale"]) == {"0.0", "1.0"} and set(tuning["measured"]) == {"base", "prior", "no prior"}
+    assert tuning["heart_by_lora_scale"]["0.0"] == tuning["measured"]["base"]["shape"]   # scale 0 is the base model
+    assert all(m["images"] == 4 and 0 <= m["overall"] <= 1 for m in tuning["measured"].values())
 
 
 @pytest.mark.slow

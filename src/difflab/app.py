@@ -81,8 +81,8 @@ def _int(value, field: str):
 class Studio:
     """The loaded model, the device lock, and the cancel flag of the job under way."""
 
-    def __init__(self, model: str, results, device: str = "auto", dtype: str = "auto"):
-        self.model_name, self.device, self.dtype = model, device, dtype
+    def __init__(self, model: str, results, device: str = "auto", dtype: str = "auto", lora=()):
+        self.model_name, self.device, self.dtype, self.lora = model, device, dtype, list(lora)
         self.results = Path(results).resolve()
         self.results.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
@@ -93,7 +93,7 @@ class Studio:
     def model(self):
         if self._model is None:
             from .pipelines import load
-            self._model = load(self.model_name, device=self.device, dtype=self.dtype, progress=False)
+            self._model = load(self.model_name, device=self.device, dtype=self.dtype, lora=self.lora, progress=False)
         return self._model
 
     def stop_current(self) -> None:
@@ -334,7 +334,11 @@ def describe(event: gr.SelectData) -> str:
 
 def _describe(path) -> str:
     meta = metadata.read(path)
-    return f"**{Path(path).name}**\n\n```\n{meta['parameters'] or 'no parameters stored'}\n```"
+    loras = ((meta["difflab"] or {}).get("model") or {}).get("lora") or []
+    used = "".join(f"\n\nLoRA **{x.get('name', Path(x['path']).stem)}** x {x.get('weight', 1.0):g}"
+                   + (f" ({x['method']} of {x['base']['name']})" if x.get("method") else "") + f": `{x['path']}`"
+                   for x in loras)
+    return f"**{Path(path).name}**{used}\n\n```\n{meta['parameters'] or 'no parameters stored'}\n```"
 
 
 def sweep_tab(studio: Studio) -> None:
@@ -446,9 +450,10 @@ def gallery_tab(studio: Studio) -> dict:
 
 
 def launch(model: str = "shapes", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           results=runs.DEFAULT_ROOT, device: str = "auto", dtype: str = "auto", block: bool = True):
-    """Start the server (one job at a time; only results/ and Gradio's own files are served)."""
-    studio = Studio(model, results, device, dtype)
+           results=runs.DEFAULT_ROOT, device: str = "auto", dtype: str = "auto", block: bool = True, lora=()):
+    """Start the server (one job at a time; only results/ and Gradio's own files are served); `lora`: LoRAs
+    ('PATH[:WEIGHT]') applied to every image."""
+    studio = Studio(model, results, device, dtype, lora)
     studio.model  # load now: a bad model fails here, not at the first click
     page = build(studio)
     page.queue(default_concurrency_limit=1)

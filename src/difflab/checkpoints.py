@@ -3,7 +3,8 @@ optimizer state loaded with weights_only, written atomically (a folder renamed i
 
     <run>/checkpoints/step-0001000/  model.safetensors  ema.safetensors  optimizer.pt  state.json  config.yaml
 
-`model` and `ema` are any torch modules (a trainer with several trainable parts passes an nn.ModuleDict).
+`model` and `ema` are torch modules, or {name: tensor} dicts (the Stable Diffusion trainer passes only what it
+trains: a LoRA's checkpoint holds the adapters, not the frozen model).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from safetensors.torch import save_file
 from .errors import InputError
 from .runs import publish_mode
 
-def _state(module: torch.nn.Module) -> dict:
-    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+RECORD_KEY = "difflab"   # fine-tuning outputs (LoRA, embedding, tuned parts): their training record
+
+def _state(weights) -> dict:
+    items = weights.items() if isinstance(weights, dict) else weights.state_dict().items()
+    return {k: v.detach().contiguous().cpu() for k, v in items}
 
 
 def save(run_dir, step: int, model, ema, optimizer, lr_scheduler, config: dict, keep: int) -> Path:
@@ -69,9 +73,10 @@ def read(path) -> tuple[dict, dict, int]:
     return tensors, json.loads(meta["config"]), int(meta.get("step", 0))
 
 
-def load_into(module: torch.nn.Module, tensors: dict, source: str = "checkpoint") -> None:
-    """Load tensors, naming the first tensor whose shape or presence does not match the model."""
-    expected = module.state_dict()
+def load_into(module, tensors: dict, source: str = "checkpoint") -> None:
+    """Load tensors into a module or a {name: tensor} dict, naming the first tensor whose shape or presence does
+    not match."""
+    expected = module if isinstance(module, dict) else module.state_dict()
     for key, value in expected.items():
         if key not in tensors:
             raise InputError(f"{source}: tensor {key!r} is missing (the checkpoint does not fit this config)")
@@ -81,7 +86,12 @@ def load_into(module: torch.nn.Module, tensors: dict, source: str = "checkpoint"
     extra = sorted(set(tensors) - set(expected))
     if extra:
         raise InputError(f"{source}: tensor {extra[0]!r} is not in the model (the checkpoint does not fit this config)")
-    module.load_state_dict(tensors)
+    if isinstance(module, dict):
+        with torch.no_grad():
+            for key, value in module.items():
+                value.copy_(tensors[key])
+    else:
+        module.load_state_dict(tensors)
 
 
 def load_training_state(folder: Path, model, ema, optimizer, lr_scheduler) -> int:
@@ -93,3 +103,21 @@ def load_training_state(folder: Path, model, ema, optimizer, lr_scheduler) -> in
     state = json.loads((folder / "state.json").read_text())
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     return state["step"]
+
+
+def training_record(path) -> dict | None:
+    """difflab's record in a safetensors file (a LoRA, an embedding, a fine-tuned part), or None."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("pytorch_lora_weights.safetensors")) or sorted(path.glob("*.safetensors"))
+        if not found:
+            return None
+        path = found[0]
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return json.loads(meta[RECORD_KEY]) if RECORD_KEY in meta else None

@@ -70,7 +70,8 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
     o.add_argument("--model", help=f"hub id, diffusers folder, .safetensors file, tiny or tiny-inpaint "
                                    f"(default {pipelines.DEFAULT_MODEL})")
     o.add_argument("--config", help="for a single-file model: a diffusers folder with its configs")
-    o.add_argument("--lora", action="append", default=[], help="LoRA weights (file, folder or hub id); repeatable")
+    o.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
+                   help="LoRA weights (file, folder or hub id), each with its own weight (default 1); repeatable")
     o.add_argument("--textual-inversion", action="append", default=[], metavar="PATH[:TOKEN]",
                    help="textual-inversion embedding; repeatable")
     o.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
@@ -142,6 +143,20 @@ def build_parser() -> Parser:
                                    "names; the run's model/ folder is a diffusers pipeline.")
     _add_run_args(p, "training", "--set steps=500 --set base=results/<vae run>/model",
                   "continue a run from its latest checkpoint")
+    p = sub.add_parser("finetune", help="fine-tune any model: LoRA, DreamBooth, textual inversion, full "
+                                        "(configs/finetune/*.yaml)",
+                       description="Fine-tune a model difflab loads (`base`) on a folder of images: method lora, "
+                                   "dreambooth, textual_inversion or full. The run folder holds validation grids over "
+                                   "steps, metrics with a validation loss, checkpoints, and lora/, embedding/ or "
+                                   "model/.")
+    _add_run_args(p, "fine-tuning", "--set base=shapes --set lora.rank=8",
+                  "continue a run from its latest checkpoint")
+    p = sub.add_parser("shapes-folder", help="write renders of a shapes-world prompt as a fine-tuning folder",
+                       description="NNN.png with NNN.txt captions (kohya's convention), e.g. 8 hearts for DreamBooth.")
+    p.add_argument("out", help="the folder to write")
+    p.add_argument("--prompt", default="a heart", help="what to draw, in the world's words (default 'a heart')")
+    p.add_argument("--n", type=int, default=8, help="how many images (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="image i is drawn from seed + i")
     for name, text in (("sample", "draw images from a trained DDPM"), ("eval", "score a trained DDPM")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("checkpoint", help="a training run folder, a checkpoint folder or an ema.safetensors file")
@@ -184,6 +199,8 @@ def build_parser() -> Parser:
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
+                   help="LoRA weights for every image, each with its own weight; repeatable")
     p.add_argument("--results", default=str(runs.DEFAULT_ROOT), help="where images are written and served from")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
@@ -398,7 +415,7 @@ def cmd_train(args) -> int:
     else:
         from .train.config import load_config
         from .train.loop import train
-        folder = "configs/shapes/"
+        folder = "configs/finetune/" if args.command == "finetune" else "configs/shapes/"
     data_dir = getattr(args, "data_dir", None)
     if args.resume:
         if args.config or args.overrides or data_dir:
@@ -414,6 +431,20 @@ def cmd_train(args) -> int:
         cfg = load_config(args.config, args.overrides + extra)
     run_dir = train(cfg, out=args.out, resume=args.resume, progress=not args.no_progress)
     print(run_dir)
+    return 0
+
+
+def cmd_shapes_folder(args) -> int:
+    from .shapes import world
+
+    if args.n < 1:
+        raise InputError(f"n: {args.n} is not allowed; use an integer >= 1")
+    try:
+        world.parse(args.prompt)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    for path in world.write_folder(args.out, args.prompt, args.n, args.seed):
+        print(path)
     return 0
 
 
@@ -486,7 +517,7 @@ def cmd_app(args) -> int:
     except ImportError as e:
         raise InputError(f"app: needs gradio ({e.name} is not installed): pip install 'difflab[app]'") from None
 
-    launch(args.model, args.host, args.port, args.share, args.results, args.device, args.dtype)
+    launch(args.model, args.host, args.port, args.share, args.results, args.device, args.dtype, lora=args.lora)
     return 0
 
 
@@ -517,7 +548,8 @@ def main(argv=None) -> int:
         return EXIT_BROKEN_PIPE
     warnings.showwarning = _one_line_warnings
     handler = {"generate": cmd_generate, "img2img": cmd_generate, "inpaint": cmd_generate,
-               "sweep": cmd_sweep, "train": cmd_train, "train-sd": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+               "sweep": cmd_sweep, "train": cmd_train, "train-sd": cmd_train, "finetune": cmd_train,
+               "shapes-folder": cmd_shapes_folder, "sample": cmd_sample, "eval": cmd_eval,
                "info": cmd_info, "score": cmd_score, "demo": cmd_demo, "notebooks": cmd_notebooks,
                "app": cmd_app, "runs": cmd_runs}[args.command]
     try:

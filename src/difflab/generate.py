@@ -162,7 +162,7 @@ def model_options(record: dict) -> tuple[str, dict]:
     model = record["model"]
     source = model["path"] if model["kind"] in ("folder", "file") else model["id"]
     return source, dict(device=record["device"], dtype=record["dtype"], **model.get("fast", {}),
-                        lora=[item["path"] for item in model.get("lora", [])],
+                        lora=[f"{item['path']}:{item.get('weight', 1.0)}" for item in model.get("lora", [])],
                         textual_inversion=[f"{item['path']}:{item['token']}" if item.get("token") else item["path"]
                                            for item in model.get("textual_inversion", [])])
 

@@ -29,6 +29,8 @@ def infotext(record: dict) -> str:
         <prompt>
         Negative prompt: <negative prompt>          (omitted when empty)
         Steps: 20, Sampler: DDIM, CFG scale: 7.5, Seed: 1234, Size: 512x512, Model hash: ..., Model: ...
+
+    LoRAs appear as AUTOMATIC1111 writes them: `<lora:NAME:WEIGHT>` after the prompt, and `Lora hashes`.
     """
     model = record.get("model") or {}
     fields = [
@@ -41,10 +43,16 @@ def infotext(record: dict) -> str:
         ("Model", model.get("name")),
         ("Denoising strength", record.get("strength")),
         ("Eta", record.get("eta") or None),
+        ("Lora hashes", ", ".join(f"{x['name']}: {(x.get('sha256') or '')[:12]}" for x in model["lora"])
+         if model.get("lora") else None),
         ("Lora scale", record.get("lora_scale") if model.get("lora") else None),
+        ("TI hashes", ", ".join(f"{x['token']}: {(x.get('sha256') or '')[:12]}" for x in model["textual_inversion"]
+                                if x.get("token")) or None if model.get("textual_inversion") else None),
         ("Version", f"difflab {record['versions']['difflab']}" if record.get("versions") else None),
     ]
-    lines = [record["prompt"]]
+    # AUTOMATIC1111 names the LoRAs in the prompt itself: <lora:NAME:WEIGHT>
+    tags = "".join(f" <lora:{x['name']}:{x.get('weight', 1.0):g}>" for x in model.get("lora") or [] if "name" in x)
+    lines = [record["prompt"] + tags]
     if record.get("negative_prompt"):
         lines.append(f"Negative prompt: {record['negative_prompt']}")
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields if v is not None))
@@ -67,7 +75,12 @@ def parse_infotext(text: str) -> dict:
             in_negative = True
             line = line[len("Negative prompt:"):].strip()
         (negative if in_negative else prompt).append(line)
-    return {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative), **fields}
+    text = "\n".join(prompt)
+    loras = re.findall(r"<lora:([^:>]+):([^>]+)>", text)
+    if loras:
+        fields["loras"] = [(name, float(weight)) for name, weight in loras]
+        text = re.sub(r"\s*<lora:[^>]+>", "", text)
+    return {"prompt": text, "negative_prompt": "\n".join(negative), **fields}
 
 
 def png_info(record: dict) -> PngInfo:

@@ -10,6 +10,8 @@ diffusers are imported only by `load()`.
 
 from __future__ import annotations
 
+import warnings
+
 import hashlib
 import json
 import os
@@ -171,12 +173,13 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-HARMLESS_NOTICES = ("requires torchvision", "should be kept in float32: []")
+HARMLESS_NOTICES = ("requires torchvision", "should be kept in float32: []",
+                    "No LoRA keys associated to CLIPTextModel")
 
 
 def _quiet_harmless_notices() -> None:
-    """Drop two log lines that never concern difflab: transformers has no torchvision (difflab does not need
-    it), and from_pipe finds no module to keep in float32."""
+    """Drop log lines that never concern difflab: transformers has no torchvision (difflab does not need it),
+    from_pipe finds no module to keep in float32, a LoRA adapts the UNet alone."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -278,6 +281,57 @@ def _local_record(path: str) -> dict:
     return {"path": str(p.resolve()) if p.exists() else path, "sha256": None}
 
 
+def lora_spec(item) -> tuple[str, float]:
+    """'PATH[:WEIGHT]' -> (path, weight): each LoRA has its own weight (AUTOMATIC1111's <lora:name:weight>)."""
+    text = str(item)
+    if not Path(text).expanduser().exists() and ":" in text:
+        path, weight = text.rsplit(":", 1)
+        try:
+            return path, float(weight)
+        except ValueError:
+            raise InputError(f"lora: {text!r} is not allowed; use PATH or PATH:WEIGHT with a number WEIGHT") from None
+    return text, 1.0
+
+
+def _lora_record(path: str, weight: float) -> dict:
+    """What an image records of a LoRA: file, hash, weight, and, for one difflab trained, its name, method, base."""
+    from .checkpoints import training_record
+
+    found = training_record(path) if Path(path).expanduser().exists() else None
+    name = found["name"] if found else Path(path).stem.removesuffix(".kohya")
+    extra = {"method": found["method"], "base": found["base"]} if found else {}
+    return {**_local_record(path), "weight": weight, "name": name, **extra}
+
+
+def _load_loras(pipe, loras) -> list[dict]:
+    """Load each LoRA as its own adapter and weight them (diffusers' set_adapters)."""
+    records = []
+    for i, item in enumerate([loras] if isinstance(loras, (str, Path)) else (loras or [])):
+        path, weight = lora_spec(item)
+        from diffusers.utils import logging as diffusers_logging
+
+        level = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)   # a failure is our one line, not its log
+        try:
+            with warnings.catch_warnings():   # peft's notice that a second adapter is a second adapter
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                pipe.load_lora_weights(path, adapter_name=f"lora{i}")
+        except RuntimeError as e:   # torch's size mismatch
+            raise InputError(f"lora: could not load {path!r}: its tensors do not fit this model's layers (a LoRA "
+                             f"for another architecture?; {str(e).splitlines()[0][:120]})") from None
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"lora: could not load {path!r} ({str(e).splitlines()[0][:200]})") from None
+        finally:
+            diffusers_logging.set_verbosity(level)
+        if f"lora{i}" not in pipe.get_list_adapters().get("unet", []) + \
+                pipe.get_list_adapters().get("text_encoder", []):
+            raise InputError(f"lora: {path!r} adapts no layer of this model (made for another architecture?)")
+        records.append(_lora_record(path, weight))
+    if records:
+        pipe.set_adapters([f"lora{i}" for i in range(len(records))], [r["weight"] for r in records])
+    return records
+
+
 def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", dtype: str = "auto",
          lora=None, textual_inversion=None, attention_slicing: bool = False, vae_tiling: bool = False,
          cpu_offload: bool = False, config: str | None = None, safety_checker: bool = False,
@@ -286,7 +340,8 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
     """Load `model` for `task` and return a `Model`; `model.pipe` is the diffusers pipeline.
 
     model:  a hub id (org/name), a diffusers folder, a .safetensors single-file checkpoint, or tiny/tiny-inpaint.
-    lora:   a LoRA (file, folder or hub id), or a list of them; its strength is `lora_scale` per generation.
+    lora:   a LoRA (file, folder or hub id), or a list of them, each 'PATH[:WEIGHT]' (weight 1 by default);
+            `lora_scale` per generation scales them all.
     textual_inversion: an embedding file, or a list of them; 'path:token' names the token to add.
     config: for a single file, a diffusers folder or hub id holding the matching configs (offline use).
     safety_checker: keep the model's NSFW checker (off by default: this is a research lab; it blacks out images).
@@ -341,21 +396,17 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
             transformers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=not progress, leave=False)
 
-    loras, embeddings = [], []
+    loras, embeddings = _load_loras(pipe, lora), []
     try:
-        for i, item in enumerate([lora] if isinstance(lora, (str, Path)) else (lora or [])):
-            field_name = "lora"
-            pipe.load_lora_weights(str(item), adapter_name=f"lora{i}")
-            loras.append(_local_record(str(item)))
         for item in [textual_inversion] if isinstance(textual_inversion, (str, Path)) else (textual_inversion or []):
-            field_name = "textual_inversion"
             path, token = str(item), None
             if not Path(path).exists() and ":" in path:  # path:token
                 path, token = path.rsplit(":", 1)
             pipe.load_textual_inversion(path, token=token)
             embeddings.append({**_local_record(path), "token": token})
     except (OSError, ValueError) as e:
-        raise InputError(f"{field_name}: could not load {str(item)!r} ({str(e).splitlines()[0][:200]})") from None
+        raise InputError(f"textual_inversion: could not load {str(item)!r} ({str(e).splitlines()[0][:200]})") \
+            from None
 
     pipe.to(device) if not cpu_offload else pipe.enable_model_cpu_offload()
     if device == "cpu" and dtype == "auto":   # bf16 only where a probe of this UNet shows it faster here

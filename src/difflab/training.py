@@ -18,10 +18,16 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step) * 64 + rank
 
 
+def tensors(weights) -> list[torch.Tensor]:
+    """The parameters of a module, or the values of a {name: tensor} dict, in order."""
+    return list(weights.values()) if isinstance(weights, dict) else list(weights.parameters())
+
+
 @torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, in float32 whatever the training precision."""
-    for e, p in zip(ema.parameters(), model.parameters()):
+def ema_update(ema, model, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, in float32 whatever the training precision (modules, or dicts
+    of tensors with the same keys)."""
+    for e, p in zip(tensors(ema), tensors(model)):
         e.lerp_(p.detach().float(), 1 - decay)
 
 
@@ -41,10 +47,11 @@ class MetricsLog:
     def count(self, images: int) -> None:
         self.images += images
 
-    def log(self, step: int, loss: float, lr: float, grad_norm: float, processes: int) -> dict:
+    def log(self, step: int, loss: float, lr: float, grad_norm: float, processes: int, **extra) -> dict:
+        """One line; `extra` adds measurements of this step (the SD trainer's val_loss)."""
         now = time.perf_counter()
         record = {"step": step, "loss": loss, "lr": lr, "grad_norm": float(grad_norm),
-                  "images_per_s": round(self.images / (now - self.tick), 2), "processes": processes}
+                  "images_per_s": round(self.images / (now - self.tick), 2), "processes": processes, **extra}
         self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{record['images_per_s']:.0f}")
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")

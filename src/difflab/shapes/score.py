@@ -116,3 +116,17 @@ def reconstructions(vae, n: int, split: str = "val") -> tuple[list, list]:
 def vae_accuracy(vae, n: int = 500) -> dict:
     """The judge's per-attribute accuracy on `n` validation items passed through `vae` (the bar: 0.97 each)."""
     return judge.attribute_accuracy(*reconstructions(vae, n))
+
+
+def concept(draw, template: str, shape: str, colours=("red", "blue", "green", "yellow"), seeds=range(20)) -> dict:
+    """How often a model draws a taught shape: `template` with {colour} filled in (e.g. "a {colour} sks shape"),
+    each seed once per colour; the share of images holding an object the judge reads as `shape`, the share holding
+    an object of the asked colour, and the share with one object that is both."""
+    found = {"shape": [], "colour": [], "both": []}
+    for colour in colours:
+        for image in draw(world.Prompt(template.format(colour=colour), "concept", []), list(seeds)):
+            _, objects = judge.read(image)
+            found["shape"].append(any(o.shape == shape for o in objects))
+            found["colour"].append(any(o.colour == colour for o in objects))
+            found["both"].append(any(o.shape == shape and o.colour == colour for o in objects))
+    return {k: round(sum(v) / len(v), 4) for k, v in found.items()} | {"images": len(found["shape"])}

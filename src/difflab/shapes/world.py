@@ -368,3 +368,23 @@ def make_scene(prompt: Prompt, seed: int) -> tuple[Image.Image, Scene]:
         if scene is not None:
             return render(scene), scene
     raise ValueError(f"prompt: {prompt.text!r} cannot be drawn in a {SIZE}x{SIZE} image")
+
+
+def write_folder(out, prompt: str, n: int, seed: int = 0) -> list:
+    """`n` renders of `prompt` (seeds seed..seed+n-1) as a fine-tuning folder in kohya's convention: NNN.png with
+    NNN.txt beside it, the caption naming each object's colour and shape (e.g. 8 hearts for DreamBooth)."""
+    from pathlib import Path
+
+    from ..runs import atomic_write, save_image
+
+    if n < 1:
+        raise ValueError(f"n: {n} is not allowed; use an integer >= 1")
+    wanted = parse(prompt)
+    out = Path(out)
+    written = []
+    for i in range(n):
+        image, scene = make_scene(wanted, seed + i)
+        caption = " and ".join(f"a {o.colour} {o.shape}" for o in scene.objects)
+        written.append(save_image(image, out / f"{i:03d}.png"))
+        atomic_write(out / f"{i:03d}.txt", caption + "\n")
+    return written

@@ -1,8 +1,10 @@
 """The Stable Diffusion trainer's configuration: strict dataclasses; YAML and --set only override them.
 
-One config trains one stage of one model. What is trained (`train`: vae, unet, text_encoder), from what (`base`:
-a model difflab loads, or None to build `architecture` from scratch) and on what (`data`) is configuration, so
-the same loop trains the shapes model's VAE, then its text encoder and UNet (configs/shapes/), and fine-tunes.
+One config trains one stage of one model. What is trained (`train`: vae, unet, text_encoder), how (`method`: full
+weights, LoRA adapters, DreamBooth, textual inversion), from what (`base`: a model difflab loads, or None to build
+`architecture` from scratch) and on what (`data`: the shapes world or a folder of images) is configuration, so
+the same loop trains the shapes model's VAE, then its text encoder and UNet (configs/shapes/), and fine-tunes
+any model (configs/finetune/).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..errors import InputError
 
 PARTS = ("vae", "unet", "text_encoder")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+METHODS = ("full", "lora", "dreambooth", "textual_inversion")
 
 
 @dataclass
@@ -50,10 +53,52 @@ class ArchitectureConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "shapes"             # the shapes world (difflab.shapes)
-    size: int = 20_000               # items of the training split, rendered once and cached
+    name: str = "shapes"             # shapes: the shapes world's training split | folder: images in `folder`
+    size: int = 20_000               # shapes: items of the training split, rendered once and cached
     caption_dropout: float = 0.1     # empty caption with this probability: the unconditional model for CFG
     object_weight: float = 20.0      # VAE stage: loss weight of object pixels (objects are a few % of the image)
+    folder: str | None = None        # folder: images with captions in NAME.txt beside them or in metadata.jsonl
+    instance_prompt: str | None = None   # one caption for every image (DreamBooth), instead of caption files
+    crop: str = "center"             # center | random: the square cut from an image resized to the model's size
+    flip: bool = False               # random horizontal flips
+    upscale: bool = False            # allow images smaller than the model's size (resized up); refused otherwise
+
+
+@dataclass
+class LoRAConfig:
+    """Low-rank adapters (Hu et al. 2021) on the attention projections, with peft."""
+    rank: int = 4
+    alpha: float = 4.0               # the update is scaled by alpha / rank
+    targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    text_encoder: bool = False       # also adapt the text encoder's q/k/v/out projections
+
+
+@dataclass
+class DreamBoothConfig:
+    """DreamBooth (Ruiz et al. 2022): `data.instance_prompt` holds a rare `identifier`; prior preservation trains
+    on `class_images` images of `class_prompt` made by the base model itself, weighted by `prior_loss_weight`."""
+    identifier: str = "sks"
+    weights: str = "lora"            # lora (adapters, see `lora`) | full (the UNet's own weights)
+    class_prompt: str = ""
+    class_images: int = 0            # 0: no prior preservation
+    prior_loss_weight: float = 1.0
+    class_steps: int = 20            # how the base model makes the class images (DPM++ 2M Karras)
+    class_guidance: float = 4.0
+
+
+@dataclass
+class TextualInversionConfig:
+    """Textual inversion (Gal et al. 2022): one new token's embedding is all that is trained."""
+    token: str = "<new>"
+    initializer: str = "shape"       # a word whose embedding the new token starts from
+
+
+@dataclass
+class ValidationConfig:
+    """Held-out images scored at fixed timesteps and noise (comparable across steps), and images at fixed prompts
+    and seeds collected into one grid over steps (rows: prompt x seed, columns: steps)."""
+    held_out: int = 0                # images of the data kept out of training for the validation loss
+    timesteps: list[int] = field(default_factory=lambda: [100, 300, 500, 700, 900])
 
 
 @dataclass
@@ -94,8 +139,20 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     sample: SampleConfig = field(default_factory=SampleConfig)
+    method: str = "full"
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    dreambooth: DreamBoothConfig = field(default_factory=DreamBoothConfig)
+    textual_inversion: TextualInversionConfig = field(default_factory=TextualInversionConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    gradient_checkpointing: bool = False
+    gradient_accumulation: int = 1
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.method == "lora" or (self.method == "dreambooth" and self.dreambooth.weights == "lora")
 
     def validate(self) -> "TrainConfig":
+        self._validate_method()
         if not self.train or any(p not in PARTS for p in self.train):
             raise InputError(f"train: {self.train!r} is not allowed; choose from {', '.join(PARTS)}")
         if any(p not in PARTS for p in self.fresh) or (self.base is not None and "vae" in self.fresh):
@@ -106,8 +163,7 @@ class TrainConfig:
         if "vae" not in self.train and self.base is None:
             raise InputError("base: training the UNet or text encoder needs a base model with a trained VAE "
                              "(the VAE stage's model folder)")
-        if self.data.name != "shapes":
-            raise InputError(f"data.name: {self.data.name!r} is not known; use shapes")
+        self._validate_data()
         size = self.architecture.image_size
         factor = 2 ** (len(self.architecture.vae.block_out_channels) - 1)
         if size % factor:
@@ -123,12 +179,67 @@ class TrainConfig:
         if self.device not in ("auto", "cpu"):
             raise InputError(f"device: {self.device!r} is not allowed; use auto or cpu (GPUs: accelerate launch)")
         tracking.check(self.tracker)
-        for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+        for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                    "gradient_accumulation"):
             if getattr(self, key) < 1:
                 raise InputError(f"{key}: {getattr(self, key)} is not allowed; use an integer >= 1")
         if len(self.architecture.unet.cross_attention_levels) != len(self.architecture.unet.block_out_channels):
             raise InputError("architecture.unet.cross_attention_levels: give one flag per block_out_channels entry")
         return self
+
+
+    def _validate_method(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"method: {self.method!r} is not known; choose one of {', '.join(METHODS)}")
+        if self.method != "full" and self.base is None:
+            raise InputError(f"base: method {self.method} fine-tunes a model; name one (a folder, hub id, shapes)")
+        if self.method != "full" and "vae" in self.train:
+            raise InputError(f"train: method {self.method} trains unet or text_encoder, not the VAE")
+        if self.uses_lora:
+            if self.lora.rank <= 0:
+                raise InputError(f"lora.rank: {self.lora.rank} is not allowed; use an integer >= 1")
+            if self.lora.alpha <= 0:
+                raise InputError(f"lora.alpha: {self.lora.alpha} is not allowed; use a number > 0")
+            if not self.lora.targets:
+                raise InputError("lora.targets: empty; name the modules to adapt, e.g. [to_q, to_k, to_v, to_out.0]")
+        if self.method == "dreambooth":
+            db = self.dreambooth
+            if db.weights not in ("lora", "full"):
+                raise InputError(f"dreambooth.weights: {db.weights!r} is not allowed; use lora or full")
+            prompt = self.data.instance_prompt
+            if not prompt or db.identifier not in prompt.split():
+                raise InputError(f"data.instance_prompt: {prompt!r} does not hold the identifier {db.identifier!r} "
+                                 f"(dreambooth.identifier); e.g. 'a {db.identifier} shape'")
+            if db.class_images < 0 or (db.class_images and not db.class_prompt):
+                raise InputError(f"dreambooth.class_images: {db.class_images} needs a dreambooth.class_prompt and "
+                                 f"a count >= 0 (0: no prior preservation)")
+            if db.prior_loss_weight < 0:
+                raise InputError(f"dreambooth.prior_loss_weight: {db.prior_loss_weight} is not allowed; use >= 0")
+        if self.method == "textual_inversion":
+            ti = self.textual_inversion
+            if not ti.token.strip() or " " in ti.token:
+                raise InputError(f"textual_inversion.token: {ti.token!r} is not allowed; use one word, e.g. <heart>")
+            prompt = self.data.instance_prompt
+            if prompt is not None and ti.token not in prompt.split():
+                raise InputError(f"data.instance_prompt: {prompt!r} does not hold the token {ti.token!r} "
+                                 f"(textual_inversion.token)")
+
+    def _validate_data(self) -> None:
+        d = self.data
+        if d.name not in ("shapes", "folder"):
+            raise InputError(f"data.name: {d.name!r} is not known; use shapes or folder")
+        if d.name == "folder" and not d.folder:
+            raise InputError("data.folder: missing; data.name folder needs the folder of images")
+        if d.name == "shapes" and self.method != "full":
+            raise InputError(f"data.name: shapes is the world's training split; method {self.method} needs a folder "
+                             f"(data.name: folder, data.folder: ...; `difflab shapes-folder` writes one)")
+        if d.crop not in ("center", "random"):
+            raise InputError(f"data.crop: {d.crop!r} is not allowed; use center or random")
+        if self.validation.held_out < 0:
+            raise InputError(f"validation.held_out: {self.validation.held_out} is not allowed; use an integer >= 0")
+        if any(not 0 <= t < 1000 for t in self.validation.timesteps):
+            raise InputError(f"validation.timesteps: {self.validation.timesteps} is not allowed; use integers in "
+                             f"[0, 1000)")
 
 
 def load_config(path=None, overrides=()) -> TrainConfig:

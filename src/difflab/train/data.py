@@ -1,26 +1,66 @@
-"""Training data for the Stable Diffusion trainer: the shapes world's training split, rendered once and cached
-(images as uint8, object masks, captions) in the difflab cache, so a run, its resume and the next run share it."""
+"""Training data for the Stable Diffusion trainer, as uint8 images and captions:
+- the shapes world's training split, rendered once and cached (with object masks) in the difflab cache, so a run,
+  its resume and the next run share it;
+- a folder of images, captioned by a NAME.txt beside each image (kohya's convention), by a metadata.jsonl of
+  {"file_name", "text"} lines (diffusers' image-folder convention), or by one instance prompt for all (DreamBooth);
+  each image is resized so that its shorter side is the model's size and cut square (centre, or at random per step);
+- DreamBooth's class images, made by the base model itself with difflab's seeded generation and cached.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..runs import atomic_write, cache_root
 from .config import DataConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass
 class Dataset:
-    images: torch.Tensor      # (N, 3, H, W) uint8
-    masks: torch.Tensor       # (N, 1, H, W) bool: where the objects are
+    images: torch.Tensor      # (N, 3, H, W) uint8: square, at the model's size (centre cuts)
     captions: list[str]
+    masks: torch.Tensor | None = None     # (N, 1, H, W) bool: where the objects are (the shapes world)
+    resized: list[torch.Tensor] | None = None   # folder data with random crops: each image, shorter side = H
+    digest: str = ""          # sha256 of the images and captions, recorded in what is trained on them
 
     def __len__(self) -> int:
         return len(self.captions)
+
+    def split(self, held_out: int) -> tuple["Dataset", "Dataset"]:
+        """(training items, the last `held_out` items) for a validation loss."""
+        n = len(self) - held_out
+
+        def part(sl):
+            return Dataset(self.images[sl], self.captions[sl], None if self.masks is None else self.masks[sl],
+                           None if self.resized is None else self.resized[sl], self.digest)
+        return part(slice(0, n)), part(slice(n, None))
+
+    def batch(self, idx: torch.Tensor, crop: str, flip: bool, g: torch.Generator) -> torch.Tensor:
+        """The images of a batch, cut and flipped as the data config asks (random draws from `g`)."""
+        if crop == "random" and self.resized is not None:
+            size = self.images.shape[-1]
+            cuts = []
+            for i in idx.tolist():
+                im = self.resized[i]
+                y = int(torch.randint(0, im.shape[1] - size + 1, (1,), generator=g))
+                x = int(torch.randint(0, im.shape[2] - size + 1, (1,), generator=g))
+                cuts.append(im[:, y:y + size, x:x + size])
+            images = torch.stack(cuts)
+        else:
+            images = self.images[idx]
+        if flip:
+            mirror = torch.rand(len(idx), generator=g) < 0.5
+            images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
+        return images
 
 
 def shapes(cfg: DataConfig, progress: bool = True) -> Dataset:
@@ -45,7 +85,107 @@ def shapes(cfg: DataConfig, progress: bool = True) -> Dataset:
         atomic_write(path, buf.getvalue())
     with np.load(path) as data:
         return Dataset(torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous(),
-                       torch.from_numpy(data["masks"])[:, None], json.loads(str(data["captions"])))
+                       json.loads(str(data["captions"])), torch.from_numpy(data["masks"])[:, None],
+                       digest=f"shapes-{world.VERSION}-train-{cfg.size}")
+
+
+def _captions(folder: Path, images: list[Path], instance_prompt: str | None) -> list[str]:
+    """One caption per image: the instance prompt, else metadata.jsonl, else NAME.txt; a missing one is an error,
+    and so is a caption file without its image (renamed or deleted: its caption would silently go unused)."""
+    stems = {p.stem for p in images}
+    for txt in sorted(folder.glob("*.txt")):
+        if txt.stem not in stems:
+            raise InputError(f"data.folder: caption {str(txt)!r} has no image beside it ({txt.stem}.png, .jpg, ...)")
+    if instance_prompt is not None:
+        return [instance_prompt] * len(images)
+    by_name = {}
+    meta = folder / "metadata.jsonl"
+    if meta.is_file():
+        for n, line in enumerate(meta.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                by_name[row["file_name"]] = row["text"] if "text" in row else row["caption"]
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"data.folder: {str(meta)!r} line {n} is not a JSON object with file_name and "
+                                 f"text (or caption)") from None
+            if not (folder / row["file_name"]).is_file():
+                raise InputError(f"data.folder: {str(meta)!r} line {n} names {row['file_name']!r}, which is not "
+                                 f"in the folder")
+    captions = []
+    for p in images:
+        txt = p.with_suffix(".txt")
+        if p.name in by_name:
+            captions.append(str(by_name[p.name]))
+        elif txt.is_file():
+            captions.append(txt.read_text().strip())
+        else:
+            raise InputError(f"data.folder: {str(p)!r} has no caption ({txt.name} or a metadata.jsonl line); or "
+                             f"give data.instance_prompt for all images")
+    return captions
+
+
+def folder(cfg: DataConfig, size: int) -> Dataset:
+    """The images of `cfg.folder` and their captions, at the model's `size` (see the module's docstring)."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(cfg.folder).expanduser()
+    if not root.is_dir():
+        raise InputError(f"data.folder: {str(root)!r} is not a folder")
+    files = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    other = [p for p in files if p not in images and p.suffix != ".txt" and p.name != "metadata.jsonl"]
+    if other:
+        raise InputError(f"data.folder: {str(other[0])!r} is not an image (use {', '.join(IMAGE_SUFFIXES)}, with "
+                         f"NAME.txt captions or a metadata.jsonl)")
+    if not images:
+        raise InputError(f"data.folder: {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    captions = _captions(root, images, cfg.instance_prompt)
+    digest = hashlib.sha256()
+    centre, resized = [], []
+    for p, caption in zip(images, captions):
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"data.folder: {str(p)!r} is not a readable image ({e})") from None
+        if min(im.size) < size and not cfg.upscale:
+            raise InputError(f"data.folder: {str(p)!r} is {im.size[0]}x{im.size[1]}, smaller than the model's "
+                             f"{size}x{size}; use larger images or data.upscale: true")
+        digest.update(hashlib.sha256(p.read_bytes()).digest() + caption.encode() + b"\0")
+        scale = size / min(im.size)
+        w, h = max(size, round(im.size[0] * scale)), max(size, round(im.size[1] * scale))
+        im = im.resize((w, h), Image.Resampling.LANCZOS) if (w, h) != im.size else im
+        x = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+        top, left = (h - size) // 2, (w - size) // 2
+        centre.append(x[:, top:top + size, left:left + size])
+        resized.append(x)
+    return Dataset(torch.stack(centre).contiguous(), captions, None,
+                   resized if cfg.crop == "random" else None, digest.hexdigest())
+
+
+def class_images(base: str, prompt: str, count: int, steps: int, guidance: float, size: int,
+                 progress: bool = True) -> Dataset:
+    """DreamBooth's prior: `count` images of `prompt` made by the base model (seeds 0..count-1, DPM++ 2M Karras),
+    cached by (base model hash, prompt, count, steps, guidance, size); each PNG carries its full generation record."""
+    from .. import generate, load
+
+    model = load(base, device="cpu", dtype="float32", progress=False)
+    key = json.dumps([model.weights_hash or model.source.id, prompt, count, steps, guidance, size])
+    folder_path = cache_root() / "class-images" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if not (folder_path / ".done").is_file():
+        from tqdm.auto import tqdm
+
+        for seed in tqdm(range(count), desc=f"class images: {prompt!r}", unit="img", disable=not progress):
+            path = folder_path / f"{seed:05d}.png"
+            if not path.is_file():
+                generate(model, prompt=prompt, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
+                         scheduler="dpm++_2m_karras", height=size, width=size)[0].save(path)
+        atomic_write(folder_path / ".done", key)
+    data = folder(DataConfig(name="folder", folder=str(folder_path), instance_prompt=prompt), size)
+    data.digest = str(folder_path)
+    return data
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:

@@ -1,20 +1,23 @@
-"""Training a Stable Diffusion model: one readable loop for every stage (nanoGPT's train.py in spirit).
+"""Training a Stable Diffusion model: one readable loop for every stage and method (nanoGPT's train.py in spirit).
 
-A stage trains the parts its config names and keeps the rest frozen:
+A stage trains what its config names (`train`, `method`: see methods.py) and keeps the rest frozen:
 - `train: [vae]`: the autoencoder alone, on pixels: L1 reconstruction, weighted up where the objects are (the
   shapes world's masks; objects are a few percent of the pixels and a plain loss learns the background first),
   plus a small KL term (Rombach et al. 2022). It ends by setting the VAE's latent scaling factor (1 / std).
-- `train: [unet, text_encoder]`: the denoiser and the text encoder jointly, as the latent diffusion paper's
-  text-conditional model was, on latents encoded once by the frozen VAE; epsilon prediction under Stable
-  Diffusion 1.5's noise schedule; captions dropped with `data.caption_dropout` for classifier-free guidance.
-Everything random at step s is drawn from generators seeded by (seed, s, rank), so a resumed run continues
+- everything else: the denoiser (its weights, or LoRA adapters on them) and/or the text encoder (its weights,
+  adapters, or one new token's embedding) on latents of the frozen VAE; epsilon prediction under Stable
+  Diffusion 1.5's noise schedule; captions dropped with `data.caption_dropout` for classifier-free guidance;
+  DreamBooth's prior preservation adds the loss on the base model's own class images.
+Everything random at step s is drawn from generators seeded by (seed, step, rank), so a resumed run continues
 exactly as an uninterrupted one. The run folder: config.yaml (the precision `auto` chose is written there),
-metrics.jsonl, samples/step-*.png, checkpoints/step-*/, and model/ (a diffusers folder from the EMA weights).
+metrics.jsonl (with `val_loss` on held-out images), samples/step-*.png and samples/over-steps.png (every sample
+prompt and seed against the steps), checkpoints/step-*/ (only the trained weights), and the output: model/ (a
+diffusers folder from the EMA weights), lora/ or embedding/.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 from pathlib import Path
 
@@ -29,9 +32,11 @@ from ..errors import InputError
 from ..grids import labelled_grid
 from ..precision import training_precision
 from ..training import MetricsLog, ema_update, step_seed
+from . import methods
 from .config import TrainConfig
-from .data import Dataset, shapes, to_model_range
-from .models import SD15_BETAS, Parts, load_parts, save_pipeline
+from . import data as datasets
+from .data import Dataset, to_model_range
+from .models import SD15_BETAS, Parts, load_parts
 
 ENCODE_BATCH = 256
 
@@ -73,8 +78,8 @@ def vae_loss(vae, x0, mask, g, cfg: TrainConfig) -> torch.Tensor:
 
 
 def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: float | None) -> torch.Tensor:
-    """Epsilon-prediction MSE; with `snr_gamma`, each timestep weighted by min(SNR, gamma) / SNR (Min-SNR, Hang et
-    al. 2023): the many nearly clean timesteps stop dominating, and layout and colour are learnt sooner."""
+    """Per-item epsilon-prediction MSE; with `snr_gamma`, each timestep weighted by min(SNR, gamma) / SNR (Min-SNR,
+    Hang et al. 2023): the many nearly clean timesteps stop dominating, and layout and colour are learnt sooner."""
     from diffusers.training_utils import compute_snr
 
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=g).to(z0.device)
@@ -83,45 +88,114 @@ def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: f
     pred = unet(noise_scheduler.add_noise(z0, noise, t), t, context).sample
     per_item = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
     if snr_gamma is None:
-        return per_item.mean()
+        return per_item
     snr = compute_snr(noise_scheduler, t)
-    return (per_item * snr.clamp(max=snr_gamma) / snr).mean()
+    return per_item * snr.clamp(max=snr_gamma) / snr
 
 
 @torch.no_grad()
-def save_samples(parts: Parts, cfg: TrainConfig, data: Dataset, path, device) -> Path:
-    """The VAE stage: inputs over their reconstructions. The other stages: the sample prompts x seeds."""
+def validation_loss(unet, text_encoder, noise_scheduler, z0, ids, timesteps: list[int], seed: int) -> float:
+    """Plain epsilon MSE of held-out latents at fixed timesteps with fixed noise: the same question at every step,
+    so the numbers compare across steps (rising while the training loss falls: overfitting)."""
+    noise = torch.randn((len(timesteps),) + tuple(z0.shape), generator=torch.Generator().manual_seed(seed))
+    context = text_encoder(ids)[0]
+    losses = []
+    for t, n in zip(timesteps, noise.to(z0.device)):
+        tt = torch.full((len(z0),), t, device=z0.device)
+        pred = unet(noise_scheduler.add_noise(z0, n, tt), tt, context).sample
+        losses.append(F.mse_loss(pred.float(), n).item())
+    return sum(losses) / len(losses)
+
+
+@torch.no_grad()
+def sample_images(parts: Parts, cfg: TrainConfig) -> list[list]:
+    """The sample prompts (rows) x seeds (columns), DPM++ 2M Karras."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
+                                   unet=parts.unet, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False, scheduler=DPMSolverMultistepScheduler(
+                                       **SD15_BETAS, steps_offset=1, use_karras_sigmas=True))
+    pipe.set_progress_bar_config(disable=True)
+    s = cfg.sample
+    rows = []
+    for prompt in s.prompts:
+        gens = [torch.Generator().manual_seed(seed) for seed in s.seeds]
+        rows.append(pipe(prompt, num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
+                         num_images_per_prompt=len(gens), generator=gens).images)
+    return rows
+
+
+@torch.no_grad()
+def save_samples(parts: Parts, cfg: TrainConfig, data: Dataset, run_dir: Path, step: int, device) -> Path:
+    """The VAE stage: inputs over their reconstructions. The other stages: the sample prompts x seeds at this step
+    (samples/step-N.png), each image kept (samples/steps/), and samples/over-steps.png made again from them."""
+    path = run_dir / "samples" / f"step-{step:07d}.png"
     if "vae" in cfg.train:
         x0 = to_model_range(data.images[:8]).to(device)
-        parts.vae.eval()
         recon = parts.vae.decode(parts.vae.encode(x0).latent_dist.mean).sample.float().cpu()
         rows = [[[to_pil(x)] for x in x0.cpu()], [[to_pil(x)] for x in recon]]
-        grid = labelled_grid(rows, [""] * 8, ["input", "reconstruction"], f"{cfg.name}: VAE", 4_000_000)
-    else:
-        from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
-        pipe = StableDiffusionPipeline(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
-                                       unet=parts.unet, safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False, scheduler=DPMSolverMultistepScheduler(
-                                           **SD15_BETAS, steps_offset=1, use_karras_sigmas=True))
-        pipe.set_progress_bar_config(disable=True)
-        s = cfg.sample
-        rows = []
-        for prompt in s.prompts:
-            gens = [torch.Generator().manual_seed(seed) for seed in s.seeds]
-            images = pipe(prompt, num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
-                          num_images_per_prompt=len(gens), generator=gens).images
-            rows.append([[im] for im in images])
-        grid = labelled_grid(rows, [f"seed {x}" for x in s.seeds], s.prompts,
-                             f"{cfg.name}: DPM++ 2M Karras, {s.num_inference_steps} steps, CFG {s.guidance_scale}",
-                             4_000_000)
+        return runs.save_image(labelled_grid(rows, [""] * 8, ["input", "reconstruction"], f"{cfg.name}: VAE",
+                                             4_000_000), path)
+    s = cfg.sample
+    rows = sample_images(parts, cfg)
+    for i, images in enumerate(rows):
+        for seed, image in zip(s.seeds, images):
+            runs.save_image(image, run_dir / "samples" / "steps" / f"step-{step:07d}" / f"{i:02d}-seed-{seed}.png")
+    grid = labelled_grid([[[im] for im in images] for images in rows], [f"seed {x}" for x in s.seeds], s.prompts,
+                         f"{cfg.name}: DPM++ 2M Karras, {s.num_inference_steps} steps, CFG {s.guidance_scale}",
+                         4_000_000)
+    runs.save_image(_over_steps(run_dir, cfg), run_dir / "samples" / "over-steps.png")
     return runs.save_image(grid, path)
+
+
+def _over_steps(run_dir: Path, cfg: TrainConfig):
+    """One grid of every sample so far: rows are (prompt, seed), columns the steps. When did it learn, when did it
+    start to overfit."""
+    from PIL import Image
+
+    steps = sorted((run_dir / "samples" / "steps").glob("step-*"))
+    s = cfg.sample
+    rows, labels = [], []
+    for i, prompt in enumerate(s.prompts):
+        for seed in s.seeds:
+            labels.append(f"{prompt} / seed {seed}")
+            row = []
+            for step_dir in steps:
+                f = step_dir / f"{i:02d}-seed-{seed}.png"
+                with Image.open(f) if f.is_file() else contextlib.nullcontext() as im:
+                    row.append([im.copy()] if im is not None else "missing")
+            rows.append(row)
+    return labelled_grid(rows, [f"step {int(f.name[5:])}" for f in steps], labels, f"{cfg.name}: samples over steps",
+                         16_000_000)
+
+
+@contextlib.contextmanager
+def ema_weights(weights: dict, ema: dict):
+    """The EMA weights in place of the trained ones for the duration (samples, validation), then back."""
+    saved = {k: v.detach().clone() for k, v in weights.items()}
+    with torch.no_grad():
+        for k, v in weights.items():
+            v.copy_(ema[k])
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, v in weights.items():
+                v.copy_(saved[k])
+
+
+def image_size(cfg: TrainConfig, parts: Parts) -> int:
+    """The model's image size: the UNet's latent size times the VAE's factor (the architecture's with no base)."""
+    if cfg.base is None:
+        return cfg.architecture.image_size
+    return parts.unet.config.sample_size * 2 ** (len(parts.vae.config.block_out_channels) - 1)
 
 
 def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool = True,
           stop_after: int | None = None) -> Path:
-    """Train (or resume) one stage and return the run folder; the model is in <run>/model/ when it finishes.
-    `stop_after` ends the loop early at that step (tests)."""
+    """Train (or resume) one stage and return the run folder; its output (model/, lora/ or embedding/) is written
+    when it finishes. `stop_after` ends the loop early at that step (tests)."""
     from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import broadcast_object_list
@@ -134,18 +208,42 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     state = PartialState(cpu=cpu)
     rank, world, main, device = state.process_index, state.num_processes, state.is_main_process, state.device
 
-    # --- data, parts (trainable and frozen), what one step's loss is
-    data = shapes(cfg.data, progress=progress and main)
-    if len(data) < cfg.batch_size * world:
-        raise InputError(f"data.size: {len(data)} items are fewer than one batch ({cfg.batch_size} x {world})")
+    # --- parts, data (training, held out, DreamBooth's class images), what is trained
     parts = load_parts(cfg)
+    size = image_size(cfg, parts)
+    data = (datasets.shapes(cfg.data, progress=progress and main) if cfg.data.name == "shapes"
+            else datasets.folder(cfg.data, size))
+    if cfg.validation.held_out >= len(data):
+        raise InputError(f"validation.held_out: {cfg.validation.held_out} leaves no training data of {len(data)} "
+                         f"items; hold out fewer")
+    data, held_out = data.split(cfg.validation.held_out)
+    if len(data) < cfg.batch_size * world:
+        key = "data.size" if cfg.data.name == "shapes" else "batch_size"
+        raise InputError(f"{key}: {len(data)} training items are fewer than one batch ({cfg.batch_size} x {world})")
+    db = cfg.dreambooth
+    prior = None
+    if cfg.method == "dreambooth" and db.class_images:
+        with state.main_process_first():
+            prior = datasets.class_images(cfg.base, db.class_prompt, db.class_images, db.class_steps, db.class_guidance,
+                                 size, progress=progress and main)
+    trainable = methods.prepare(parts, cfg)
     for name in ("vae", "unet", "text_encoder"):
-        getattr(parts, name).requires_grad_(name in cfg.train).to(device)
-    trainable = torch.nn.ModuleDict({name: getattr(parts, name) for name in cfg.train})
+        getattr(parts, name).to(device)
+    weights = trainable.weights
     noise_scheduler = DDPMScheduler(**SD15_BETAS, clip_sample=False)
-    if "vae" not in cfg.train:  # the frozen VAE encodes every image once
-        latents = encode_latents(parts.vae, data.images, device)
+    augment = cfg.data.crop == "random" or cfg.data.flip
+    if "vae" not in cfg.train:  # the frozen VAE encodes the images once (each batch, when they are augmented)
+        latents = None if augment else encode_latents(parts.vae, data.images, device)
         ids, empty = token_ids(parts.tokenizer, data.captions), token_ids(parts.tokenizer, [""])[0]
+        if prior is not None:
+            prior_latents, prior_ids = encode_latents(parts.vae, prior.images, device), \
+                token_ids(parts.tokenizer, prior.captions)
+        if len(held_out):
+            val_latents, val_ids = encode_latents(parts.vae, held_out.images, device), \
+                token_ids(parts.tokenizer, held_out.captions).to(device)
+
+    def part(model, name: str):
+        return model[name] if name in model else getattr(parts, name)
 
     def loss_at(model, step: int) -> torch.Tensor:
         """The loss of this rank's batch at `step`; everything random in it comes from (seed, step, rank)."""
@@ -155,23 +253,38 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         if "vae" in cfg.train:
             return vae_loss(model["vae"], to_model_range(data.images[idx]).to(device), data.masks[idx].to(device),
                             g, cfg)
-        drop = torch.rand(len(idx), generator=g) < cfg.data.caption_dropout
-        batch_ids = torch.where(drop[:, None], empty, ids[idx]).to(device)
-        text_encoder = model["text_encoder"] if "text_encoder" in cfg.train else parts.text_encoder
-        unet = model["unet"] if "unet" in cfg.train else parts.unet
-        return denoising_loss(unet, text_encoder, noise_scheduler, latents[idx].to(device), batch_ids, g,
-                              cfg.snr_gamma)
+        z0 = latents[idx] if latents is not None else \
+            encode_latents(parts.vae, data.batch(idx, cfg.data.crop, cfg.data.flip, g), device)
+        batch_ids = ids[idx]
+        if prior is not None:   # DreamBooth: the instance batch and as many class images, in one forward pass
+            pdx = batch_indices(len(prior), cfg.batch_size, step, cfg.seed + 1, rank, world)
+            z0, batch_ids = torch.cat([z0, prior_latents[pdx]]), torch.cat([batch_ids, prior_ids[pdx]])
+        drop = torch.rand(len(batch_ids), generator=g) < cfg.data.caption_dropout
+        batch_ids = torch.where(drop[:, None], empty, batch_ids).to(device)
+        per_item = denoising_loss(part(model, "unet"), part(model, "text_encoder"), noise_scheduler,
+                                  z0.to(device), batch_ids, g, cfg.snr_gamma)
+        if prior is None:
+            return per_item.mean()
+        return per_item[:len(idx)].mean() + db.prior_loss_weight * per_item[len(idx):].mean()
+
+    def validate(model) -> float | None:
+        if "vae" in cfg.train or not len(held_out):
+            return None
+        return validation_loss(part(model, "unet"), part(model, "text_encoder"), noise_scheduler,
+                               val_latents, val_ids, cfg.validation.timesteps, cfg.seed)
 
     # --- precision: `auto` times this very step in float32 and bf16 on a CPU (rank 0 decides for all)
-    def probe_step(bf16: bool) -> None:
-        trainable.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_at(trainable, 0)
-        loss.backward()
-        trainable.zero_grad(set_to_none=True)
+    modules = trainable.modules
 
-    params = sum(p.numel() for p in trainable.parameters())
-    signature = f"train {'+'.join(cfg.train)}, {params} parameters, batch {cfg.batch_size}"
+    def probe_step(bf16: bool) -> None:
+        modules.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_at(modules, 0)
+        loss.backward()
+        modules.zero_grad(set_to_none=True)
+
+    params = sum(p.numel() for p in weights.values())
+    signature = f"train {'+'.join(modules)}, {params} parameters, batch {cfg.batch_size}"
     precision = training_precision(cfg.mixed_precision, device_type, signature, probe_step) if main else None
     if world > 1:
         precision = broadcast_object_list([precision])[0]
@@ -185,71 +298,71 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     if main and not resume:
         runs.atomic_write(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
-    # --- EMA, optimizer, learning-rate warm-up (or all of them as a checkpoint left them)
-    ema = copy.deepcopy(trainable).requires_grad_(False)
-    optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # --- EMA (float32), optimizer, learning-rate warm-up (or all of them as a checkpoint left them)
+    ema = {k: v.detach().float().clone() for k, v in weights.items()}
+    optimizer = torch.optim.AdamW(weights.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s))
     step = 0
     if resume:
         found = checkpoints.latest(run_dir)
         if found is None:
             raise InputError(f"resume: {str(run_dir)!r} has no checkpoint to resume from")
-        step = checkpoints.load_training_state(found, trainable, ema, optimizer, lr_scheduler)
-    trainable, optimizer = accelerator.prepare(trainable, optimizer)
-    model = accelerator.unwrap_model(trainable)
+        step = checkpoints.load_training_state(found, weights, ema, optimizer, lr_scheduler)
+    wrapped, optimizer = accelerator.prepare(modules, optimizer)
+    model = accelerator.unwrap_model(wrapped)
 
     end = min(cfg.steps, stop_after) if stop_after else cfg.steps
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), unit="step", desc=cfg.name)
     tracker = tracking.make(cfg.tracker, run_dir) if main else tracking.Tracker(run_dir)
     tracker.log_params(resolved)
     metrics = MetricsLog(run_dir, tracker, bar, step if resume and main else None)
+    k = cfg.gradient_accumulation
     with runs.status(run_dir if main else None, "train-sd", tracker):
         while step < end:
-            # --- loss, backward, clip, step
-            trainable.train()
-            with accelerator.autocast():
-                loss = loss_at(model, step)
-            accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
+            # --- loss (over k micro-batches), backward, clip, step
+            wrapped.train()
+            for micro in range(k):
+                with accelerator.autocast():
+                    loss = loss_at(model, step * k + micro) / k
+                accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(weights.values(), cfg.grad_clip)
             optimizer.step()
+            if trainable.after_step:
+                trainable.after_step()
             lr = optimizer.param_groups[0]["lr"]
             lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
 
             # --- EMA of the trainable weights (float32)
-            ema_update(ema, model, _ema_decay(cfg, step))
+            ema_update(ema, weights, _ema_decay(cfg, step))
 
-            # --- log
-            metrics.count(cfg.batch_size * world)
-            loss_all = accelerator.reduce(loss.detach().float(), "mean").item()
-            bar.update(1)
-            if main and (step % cfg.log_every == 0 or step == end):
-                metrics.log(step, loss_all, lr, grad_norm, world)
-
-            # --- sample grids from the EMA weights, checkpoints, the finished model
+            # --- samples and validation loss from the EMA weights, log, checkpoints, the finished output
             last = step == cfg.steps
-            if main and (step % cfg.sample_every == 0 or last):
-                grid = save_samples(_with_ema(parts, ema), cfg, data, run_dir / "samples" / f"step-{step:07d}.png",
-                                    device)
+            sample_now = main and (step % cfg.sample_every == 0 or last)
+            val = None
+            if sample_now:
+                with ema_weights(weights, ema):
+                    wrapped.eval()
+                    val = validate(model)
+                    grid = save_samples(parts, cfg, data, run_dir, step, device)
                 tracker.log_image(grid, "samples", {"step": step}, step)
+            metrics.count(cfg.batch_size * world * k)
+            loss_all = accelerator.reduce(loss.detach().float() * k, "mean").item()
+            bar.update(1)
+            if main and (step % cfg.log_every == 0 or step == end or val is not None):
+                metrics.log(step, loss_all, lr, grad_norm, world, **({"val_loss": val} if val is not None else {}))
             if main and (step % cfg.checkpoint_every == 0 or last):
-                checkpoints.save(run_dir, step, model, ema, optimizer, lr_scheduler, resolved, cfg.keep_checkpoints)
+                checkpoints.save(run_dir, step, weights, ema, optimizer, lr_scheduler, resolved, cfg.keep_checkpoints)
             if main and last:
-                finished = _with_ema(parts, ema)
-                if "vae" in cfg.train:
-                    set_scaling_factor(finished.vae, data, device)
-                save_pipeline(finished, run_dir / "model")
+                with ema_weights(weights, ema):
+                    wrapped.eval()
+                    if "vae" in cfg.train:
+                        set_scaling_factor(parts.vae, data, device)
+                    methods.save_outputs(parts, cfg, run_dir, methods.record(cfg, parts, data.digest, step))
             accelerator.wait_for_everyone()
     bar.close()
     return run_dir
-
-
-def _with_ema(parts: Parts, ema: torch.nn.ModuleDict) -> Parts:
-    """The parts with the EMA weights in place of the trained ones (copies; training goes on with its own)."""
-    swapped = {name: copy.deepcopy(ema[name]).eval() if name in ema else getattr(parts, name)
-               for name in ("vae", "unet", "text_encoder")}
-    return Parts(**swapped, tokenizer=parts.tokenizer)
 
 
 @torch.no_grad()

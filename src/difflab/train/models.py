@@ -26,6 +26,7 @@ class Parts:
     unet: torch.nn.Module
     text_encoder: torch.nn.Module
     tokenizer: object
+    base: dict | None = None   # the model they came from: name, id, hash (None: built here)
 
 
 def _groups(channels: list[int]) -> int:
@@ -78,13 +79,15 @@ def load_parts(cfg: TrainConfig) -> Parts:
     new = build(cfg.architecture, cfg.seed) if cfg.fresh else None
     from ..pipelines import load
 
-    pipe = load(cfg.base, progress=False, device="cpu", dtype="float32").pipe
+    model = load(cfg.base, progress=False, device="cpu", dtype="float32")
+    pipe = model.pipe
     if "unet" in cfg.fresh:   # a new UNet works on the base VAE's latents
         factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         new.unet.register_to_config(sample_size=cfg.architecture.image_size // factor)
     tokenizer = new.tokenizer if "text_encoder" in cfg.fresh else pipe.tokenizer
     return Parts(pipe.vae, new.unet if "unet" in cfg.fresh else pipe.unet,
-                 new.text_encoder if "text_encoder" in cfg.fresh else pipe.text_encoder, tokenizer)
+                 new.text_encoder if "text_encoder" in cfg.fresh else pipe.text_encoder, tokenizer,
+                 {"name": model.source.name, "id": model.source.id, "hash": model.weights_hash})
 
 
 def save_pipeline(parts: Parts, folder) -> Path:
