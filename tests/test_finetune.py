@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 import torch
+from peft.utils import get_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -24,7 +25,7 @@ QUICK = ["base=tiny", "batch_size=2", "lr=1e-3", "warmup=1", "ema_decay=0", "mix
          "data.caption_dropout=0"]
 DREAMBOOTH = ["name=heart-lora", "method=dreambooth", "data.name=folder", "data.instance_prompt=a sks shape",
               "dreambooth.class_prompt=a shape", "dreambooth.class_images=2", "dreambooth.class_steps=3",
-              "validation.held_out=1", "lora.alpha=8", "steps=4", "sample_every=2", "checkpoint_every=2",
+              "validation.held_out=1", "lora.alpha=8", "lora.targets=[to_q, to_k, to_v, to_out.0, conv1, proj_in]", "steps=4", "sample_every=2", "checkpoint_every=2",
               "sample.prompts=[a sks shape, a red sks shape]"]
 
 
@@ -96,8 +97,13 @@ def test_kohya_and_diffusers_files_give_the_same_pixels_and_weights_scale_them(l
     lora = lora_run / "lora"
     kohya = next(lora.glob("*.kohya.safetensors"))
     base, _ = _pixels(difflab.load("tiny", progress=False))
-    a, _ = _pixels(difflab.load("tiny", lora=str(lora), progress=False))
-    b, _ = _pixels(difflab.load("tiny", lora=str(kohya), progress=False))
+    with_diffusers, with_kohya = (difflab.load("tiny", lora=str(path), progress=False) for path in (lora, kohya))
+    for m in (with_diffusers, with_kohya):   # every adapter of the file is in the model (attention and convolutions)
+        loaded = get_peft_model_state_dict(m.pipe.unet, adapter_name="lora0")
+        assert len(loaded) == len(load_file(lora / "pytorch_lora_weights.safetensors"))
+        assert any("conv1" in k for k in loaded) and any("attn2.to_k" in k for k in loaded)
+    a, _ = _pixels(with_diffusers)
+    b, _ = _pixels(with_kohya)
     assert np.array_equal(a, b) and not np.array_equal(a, base)
     zero, _ = _pixels(difflab.load("tiny", lora=f"{lora}:0", progress=False))
     assert np.array_equal(zero, base)   # weight 0: the adapters add nothing

@@ -132,8 +132,7 @@ def save_outputs(parts: Parts, cfg: TrainConfig, run_dir: Path, info: dict) -> P
 
 def save_lora(parts: Parts, cfg: TrainConfig, folder: Path, info: dict) -> Path:
     from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_all_state_dict_to_peft, convert_state_dict_to_diffusers, \
-        convert_state_dict_to_kohya
+    from diffusers.utils import convert_all_state_dict_to_peft, convert_state_dict_to_kohya
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -141,7 +140,7 @@ def save_lora(parts: Parts, cfg: TrainConfig, folder: Path, info: dict) -> Path:
     for name in ("unet", "text_encoder"):
         module = getattr(parts, name)
         if getattr(module, "peft_config", None):
-            layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
+            layers[f"{name}_lora_layers"] = get_peft_model_state_dict(module)   # peft keys, as diffusers reads them
             meta[f"{name}_lora_adapter_metadata"] = module.peft_config["default"].to_dict()
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
