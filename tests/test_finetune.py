@@ -18,7 +18,7 @@ from difflab.cli import main
 from difflab.shapes import judge, world
 from difflab.train.config import load_config
 from difflab.train.loop import train
-from difflab.train.methods import training_record
+from difflab.checkpoints import training_record
 
 QUICK = ["base=tiny", "batch_size=2", "lr=1e-3", "warmup=1", "ema_decay=0", "mixed_precision=fp32",
          "log_every=1", "snr_gamma=null", "sample.seeds=[0]", "sample.num_inference_steps=3",

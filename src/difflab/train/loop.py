@@ -36,7 +36,7 @@ from . import methods
 from .config import TrainConfig
 from . import data as datasets
 from .data import Dataset, to_model_range
-from .models import SD15_BETAS, Parts, load_parts
+from .models import SD15_BETAS, Parts, load_parts, vae_factor
 
 ENCODE_BATCH = 256
 
@@ -163,8 +163,7 @@ def _over_steps(run_dir: Path, cfg: TrainConfig):
             row = []
             for step_dir in steps:
                 f = step_dir / f"{i:02d}-seed-{seed}.png"
-                with Image.open(f) if f.is_file() else contextlib.nullcontext() as im:
-                    row.append([im.copy()] if im is not None else "missing")
+                row.append([Image.open(f).convert("RGB")] if f.is_file() else "missing")
             rows.append(row)
     return labelled_grid(rows, [f"step {int(f.name[5:])}" for f in steps], labels, f"{cfg.name}: samples over steps",
                          16_000_000)
@@ -189,7 +188,7 @@ def image_size(cfg: TrainConfig, parts: Parts) -> int:
     """The model's image size: the UNet's latent size times the VAE's factor (the architecture's with no base)."""
     if cfg.base is None:
         return cfg.architecture.image_size
-    return parts.unet.config.sample_size * 2 ** (len(parts.vae.config.block_out_channels) - 1)
+    return parts.unet.config.sample_size * vae_factor(parts.vae)
 
 
 def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool = True,

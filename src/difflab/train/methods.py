@@ -10,7 +10,7 @@
   `learned_embeds.safetensors` (`pipe.load_textual_inversion`, `difflab --textual-inversion`; AUTOMATIC1111
   reads the same single-tensor file).
 Every output records where it came from (base model id and hash, method, data hash, the whole config) in its
-safetensors metadata under the key `difflab`; `training_record(path)` reads it back.
+safetensors metadata under the key `difflab`; `checkpoints.training_record(path)` reads it back.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import torch
 
 from ..errors import InputError
 from ..checkpoints import RECORD_KEY as METADATA_KEY
-from ..checkpoints import training_record  # noqa: F401  (re-exported: read an output's record)
 from ..runs import publish_mode
 from .config import TrainConfig
 from .models import Parts, save_pipeline

@@ -36,6 +36,11 @@ def _groups(channels: list[int]) -> int:
     return max(1, min(32, min(channels) // 4))
 
 
+def vae_factor(vae) -> int:
+    """How many pixels one latent is across: 2 per down block after the first."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def build(arch: ArchitectureConfig, seed: int) -> Parts:
     """Fresh parts with seeded random weights: AutoencoderKL, UNet2DConditionModel, CLIPTextModel and the shapes
     tokenizer (every caption word one token)."""
@@ -82,8 +87,7 @@ def load_parts(cfg: TrainConfig) -> Parts:
     model = load(cfg.base, progress=False, device="cpu", dtype="float32")
     pipe = model.pipe
     if "unet" in cfg.fresh:   # a new UNet works on the base VAE's latents
-        factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        new.unet.register_to_config(sample_size=cfg.architecture.image_size // factor)
+        new.unet.register_to_config(sample_size=cfg.architecture.image_size // vae_factor(pipe.vae))
     tokenizer = new.tokenizer if "text_encoder" in cfg.fresh else pipe.tokenizer
     return Parts(pipe.vae, new.unet if "unet" in cfg.fresh else pipe.unet,
                  new.text_encoder if "text_encoder" in cfg.fresh else pipe.text_encoder, tokenizer,
