@@ -239,3 +239,11 @@ def test_a_lora_for_another_architecture_is_refused_at_load(lora_run, tmp_path, 
               tmp_path / "none.safetensors")
     with pytest.raises(difflab.InputError, match="adapts no layer|could not load"):
         difflab.load("tiny", lora=str(tmp_path / "none.safetensors"), progress=False)
+
+
+@pytest.mark.parametrize("args, message", [(["--n", "0"], "n: 0 is not allowed"),
+                                           (["--prompt", "a dragon"], "prompt: 'a dragon' is not in the shapes")])
+def test_shapes_folder_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    assert main(["shapes-folder", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not (tmp_path / "out").exists()

@@ -437,14 +437,11 @@ def cmd_train(args) -> int:
 def cmd_shapes_folder(args) -> int:
     from .shapes import world
 
-    if args.n < 1:
-        raise InputError(f"n: {args.n} is not allowed; use an integer >= 1")
-    try:
-        world.parse(args.prompt)
+    try:   # write_folder checks n and the prompt before it writes anything
+        paths = world.write_folder(args.out, args.prompt, args.n, args.seed)
     except ValueError as e:
         raise InputError(str(e)) from None
-    for path in world.write_folder(args.out, args.prompt, args.n, args.seed):
-        print(path)
+    print("\n".join(map(str, paths)))
     return 0
 
 

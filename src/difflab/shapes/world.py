@@ -379,7 +379,7 @@ def write_folder(out, prompt: str, n: int, seed: int = 0) -> list:
 
     if n < 1:
         raise ValueError(f"n: {n} is not allowed; use an integer >= 1")
-    wanted = parse(prompt)
+    wanted = parse(prompt)   # before anything is written
     out = Path(out)
     written = []
     for i in range(n):
