@@ -66,6 +66,28 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
                        help="keep every unmasked pixel exactly as in the input")
         m.add_argument("--resize-mask", action="store_true", default=None,
                        help="resize a mask image of another size to the image's size")
+        m.add_argument("--mask-from", metavar="WORDS",
+                       help="repaint where the model places these words, e.g. 'red circle' (DiffEdit; no other weights)")
+        m.add_argument("--mask-threshold", type=float,
+                       help=f"for --mask-from: a pixel joins the mask where the words change the predicted noise by "
+                            f"more than T/2 times its mean (default {d.mask_threshold:g}; lower: larger masks)")
+    c = p.add_argument_group("ControlNet (each flag once for all ControlNets, or once per --controlnet)")
+    c.add_argument("--controlnet", action="append", default=[], metavar="ID_OR_PATH",
+                   help="a ControlNet: hub id, ControlNetModel folder, .safetensors file or tiny-controlnet; repeatable")
+    c.add_argument("--control-image", action="append", default=[], metavar="PATH",
+                   help="the control image of each --controlnet, in order")
+    c.add_argument("--control-preprocess", action="append", metavar="canny|none",
+                   help="turn the control image into edges first (canny), or use it as given (none, default)")
+    c.add_argument("--control-scale", action="append", type=float, metavar="W",
+                   help="controlnet_conditioning_scale in [0, 2] (default 1)")
+    c.add_argument("--control-start", action="append", type=float, metavar="F",
+                   help="control_guidance_start: the fraction of steps before the ControlNet starts (default 0)")
+    c.add_argument("--control-end", action="append", type=float, metavar="F",
+                   help="control_guidance_end: the fraction of steps after which it stops (default 1)")
+    c.add_argument("--guess-mode", action="store_true", default=None,
+                   help="the ControlNet sees no prompt and is weighted more (diffusers' guess_mode)")
+    c.add_argument("--resize-control", action="store_true", default=None,
+                   help="resize control images of another size to the image's size")
     o = p.add_argument_group("model and output")
     o.add_argument("--model", help=f"hub id, diffusers folder, .safetensors file, tiny or tiny-inpaint "
                                    f"(default {pipelines.DEFAULT_MODEL})")
@@ -93,7 +115,10 @@ ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "guidance": "guidance_scale", "seed": "seed", "num_images": "num_images", "width": "width",
                 "height": "height", "scheduler": "scheduler", "eta": "eta", "lora_scale": "lora_scale",
                 "strength": "strength", "dilate": "mask_dilate", "feather": "mask_blur",
-                "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask"}
+                "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask", "mask_from": "mask_from",
+                "mask_threshold": "mask_threshold", "control_preprocess": "control_preprocess",
+                "control_scale": "controlnet_conditioning_scale", "control_start": "control_guidance_start",
+                "control_end": "control_guidance_end", "guess_mode": "guess_mode", "resize_control": "resize_control"}
 
 
 def _add_run_args(p, what: str, example: str, resume_help: str) -> None:
@@ -236,6 +261,9 @@ def _request(args) -> tuple[GenerationParams, list[str], dict | None]:
     """The validated request: base parameters, the prompts, and the source record of --from."""
     given = {field: getattr(args, arg) for arg, field in ARG_TO_FIELD.items()
              if getattr(args, arg, None) is not None}
+    for field, value in given.items():   # a repeatable flag given once is one value for every ControlNet
+        if isinstance(value, list):
+            given[field] = value[0] if len(value) == 1 else value
     if getattr(args, "box", None):
         given["boxes"] = [masks.parse_box(b, "box") for b in args.box]
     if getattr(args, "ellipse", None):
@@ -271,12 +299,13 @@ def _model_options(args, record) -> dict:
         args.model, recorded = model_options(record)
         args.lora = args.lora or recorded["lora"]
         args.textual_inversion = args.textual_inversion or recorded["textual_inversion"]
+        args.controlnet = args.controlnet or recorded["controlnet"]
         args.device = recorded["device"] if args.device == "auto" else args.device
         args.dtype = recorded["dtype"] if args.dtype == "auto" else args.dtype
         for fast in FAST_PATHS:  # the image was made with these: keep them, so the pixels are the same
             setattr(args, fast, getattr(args, fast) or recorded.get(fast, False))
     return dict(device=args.device, dtype=args.dtype, lora=args.lora, textual_inversion=args.textual_inversion,
-                attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
+                controlnet=args.controlnet, attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
                 config=args.config, vae_slicing=args.vae_slicing,
                 **{fast: getattr(args, fast) for fast in FAST_PATHS})
 
@@ -288,6 +317,7 @@ def cmd_generate(args) -> int:
     mask = getattr(args, "mask", None)
     inputs.prepare(params, image, mask)
     options = _model_options(args, record)
+    control_image = _check_control(args, params, record)
     pipelines.check_device_dtype(args.device, args.dtype)
     args.model = args.model or pipelines.DEFAULT_MODEL
     pipelines.resolve_source(args.model)
@@ -300,7 +330,7 @@ def cmd_generate(args) -> int:
     requests = [GenerationParams.from_dict({**params.to_dict(), "prompt": prompt}) for prompt in prompts]
     recorded = record.get("cpu_threads") if record is not None else None  # --from: the image's own thread count
     with threads.recorded(recorded, getattr(args, "from_image", None), model.device):
-        run = generate_run(model, requests, image=image, mask_image=mask, out=args.out, name=args.name or prompts[0],
+        run = generate_run(model, requests, image=image, mask_image=mask, control_image=control_image, out=args.out, name=args.name or prompts[0],
                            command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
                            from_record=record if record is not None and not _overrides(args) else None,
                            on_saved=lambda paths: print(*paths, sep="\n"))
@@ -310,6 +340,26 @@ def cmd_generate(args) -> int:
         return EXIT_INTERRUPTED
     print(f"{len(run.images)} image(s){where}", file=sys.stderr)
     return 0
+
+
+def _check_control(args, params, record) -> list[str]:
+    """The control images, checked against the ControlNets before any model loads (their size is checked once the
+    model's default size is known, before anything is written)."""
+    from . import control
+
+    for spec in args.controlnet:
+        control.resolve(spec)
+    for field in ("control_preprocess", "controlnet_conditioning_scale", "control_guidance_start",
+                  "control_guidance_end"):
+        params.per_controlnet(field, max(1, len(args.controlnet)))
+    if record is not None and not args.control_image:
+        return []   # --from: the image's own control images (found again by their recorded hash)
+    if len(args.control_image) != len(args.controlnet):
+        raise InputError(f"control_image: {len(args.control_image)} control image(s) for {len(args.controlnet)} "
+                         f"ControlNet(s); give one --control-image per --controlnet, in order")
+    for i, path in enumerate(args.control_image):
+        inputs.open_image(path, f"control_image {i}")
+    return args.control_image
 
 
 def _overrides(args) -> bool:

@@ -23,6 +23,7 @@ from .pipelines import Model, load, scheduler_label
 class GeneratedImage:
     image: object  # PIL.Image
     record: dict   # everything needed to reproduce it; written into the PNG
+    inputs: inputs.Inputs | None = None   # what the pipeline was given: sized image, mask, preprocessed control images
 
     @property
     def infotext(self) -> str:
@@ -78,13 +79,15 @@ def _params(params: GenerationParams | None, fields: dict) -> GenerationParams:
 
 
 def generate(model: Model, params: GenerationParams | None = None, *, image=None, mask_image=None,
-             callback=None, seeds: list[int] | None = None, **fields) -> list[GeneratedImage]:
+             control_image=None, callback=None, seeds: list[int] | None = None, **fields) -> list[GeneratedImage]:
     """Run one request (one diffusers call) and return its images with their records.
 
     `params` and/or keyword fields use diffusers' names (prompt, negative_prompt, num_inference_steps,
     guidance_scale, height, width, strength, ...) plus seed and num_images: image i gets seed + i. `seeds`
     gives every image's seed explicitly instead (a sweep batches cells that differ only in seed).
-    `image`/`mask_image` are PIL images or paths. `callback` is diffusers'
+    `image`/`mask_image` are PIL images or paths. `control_image`: one image (or path) per ControlNet of the model,
+    preprocessed as `control_preprocess` says. With `mask_from`, the inpainting mask is where the model places those
+    words (DiffEdit; its noise has a fixed seed, so the mask depends on the image and the words alone). `callback` is diffusers'
     `callback_on_step_end(pipe, step, timestep, kwargs) -> kwargs`; set `pipe._interrupt = True` in it to stop.
     """
     params = _params(params, fields)
@@ -101,6 +104,14 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         height, width = params.height or default, params.width or default
     else:
         width, height = prepared.image.size
+    if params.mask_from:
+        from .control import mask_from_words
+        words_mask = mask_from_words(pipe, prepared.image, params.mask_from, params.mask_threshold)
+        prepared = inputs.prepare(params, image, mask_image, words_mask=words_mask)
+    prepared.control, control_records = inputs.prepare_control(params, control_image, (width, height),
+                                                               len(model.controlnets))
+    if control_records:
+        prepared.records["control_image"] = control_records
 
     truncated = {}
     for name in ("prompt", "negative_prompt"):
@@ -119,6 +130,15 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
                 callback_on_step_end=callback)
     if lora_scale is not None:
         call["cross_attention_kwargs"] = {"scale": lora_scale}
+    if model.controlnets:
+        k = len(model.controlnets)
+        one = (lambda values: values[0]) if k == 1 else (lambda values: values)   # a list means several ControlNets
+        call.update(controlnet_conditioning_scale=one(params.per_controlnet("controlnet_conditioning_scale", k)),
+                    control_guidance_start=one(params.per_controlnet("control_guidance_start", k)),
+                    control_guidance_end=one(params.per_controlnet("control_guidance_end", k)),
+                    guess_mode=params.guess_mode)
+        # text2img's ControlNet pipeline takes the control image as `image`, the others as `control_image`
+        call["image" if params.task == "text2img" else "control_image"] = one(prepared.control)
     if params.task == "text2img":
         call.update(height=height, width=width)
     elif params.task == "img2img":
@@ -144,7 +164,7 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         "cpu_threads": _cpu_threads(), "versions": _versions(), "inputs": prepared.records, "truncated": truncated,
         "elapsed_s": round(elapsed / len(images), 4),
     }
-    return [GeneratedImage(im, {**shared, "seed": seeds[i], "batch": {"seeds": seeds, "index": i}})
+    return [GeneratedImage(im, {**shared, "seed": seeds[i], "batch": {"seeds": seeds, "index": i}}, prepared)
             for i, im in enumerate(images)]
 
 
@@ -158,13 +178,16 @@ def params_from_record(record: dict) -> GenerationParams:
 
 
 def model_options(record: dict) -> tuple[str, dict]:
-    """(model, load options) that load the model an image was made with: LoRAs, embeddings, device, dtype."""
+    """(model, load options) that load the model an image was made with: LoRAs, embeddings, ControlNets, device,
+    dtype."""
     model = record["model"]
     source = model["path"] if model["kind"] in ("folder", "file") else model["id"]
     return source, dict(device=record["device"], dtype=record["dtype"], **model.get("fast", {}),
                         lora=[f"{item['path']}:{item.get('weight', 1.0)}" for item in model.get("lora", [])],
                         textual_inversion=[f"{item['path']}:{item['token']}" if item.get("token") else item["path"]
-                                           for item in model.get("textual_inversion", [])])
+                                           for item in model.get("textual_inversion", [])],
+                        controlnet=[item["path"] if item["kind"] in ("folder", "file") else item["id"]
+                                    for item in model.get("controlnet", [])])
 
 
 def load_for_record(record: dict, **overrides) -> Model:
@@ -176,6 +199,12 @@ def _recorded_input(record: dict, key: str):
     entry = (record.get("inputs") or {}).get(key)
     if entry is None:
         return None
+    if isinstance(entry, list):   # the control images, one per ControlNet
+        return [_checked_input(item, key) for item in entry]
+    return _checked_input(entry, key)
+
+
+def _checked_input(entry: dict, key: str) -> Path:
     if not entry.get("path"):
         raise InputError(f"{key}: this image was made from an in-memory {key}; it cannot be found again")
     path = Path(entry["path"])
@@ -190,7 +219,8 @@ def regenerate(record: dict, model: Model | None = None) -> GeneratedImage:
     model = model or load_for_record(record)
     with threads.recorded(record.get("cpu_threads"), "the image's metadata", model.device):
         out = generate(model, params, image=_recorded_input(record, "image"),
-                       mask_image=_recorded_input(record, "mask_image"), seeds=record["batch"]["seeds"])
+                       mask_image=_recorded_input(record, "mask_image"),
+                       control_image=_recorded_input(record, "control_image"), seeds=record["batch"]["seeds"])
     return out[record["batch"]["index"]]
 
 
@@ -203,14 +233,14 @@ class GenerationRun:
     status: str = "complete"         # complete | interrupted (Ctrl-C, or the caller's cancel flag)
 
 
-def generate_run(model: Model, requests: list[GenerationParams], *, image=None, mask_image=None,
+def generate_run(model: Model, requests: list[GenerationParams], *, image=None, mask_image=None, control_image=None,
                  out=runs.DEFAULT_ROOT, name: str | None = None, command: list | None = None, tracker: str = "local",
                  callback=None, cancel=None, on_saved=None, from_record: dict | None = None,
                  progress: bool = False) -> GenerationRun:
     """Generate every request (one pipeline call each) into one run folder, and return the run.
 
     The folder appears with the first finished batch and holds `NNNN-<seed>.png` (each with its record),
-    mask.png and mask_overlay.png for inpainting, and run.json (what made the images, and whether all finished).
+    mask.png and mask_overlay.png for inpainting, control_<i>.png (what ControlNet i saw), and run.json (what made the images, and whether all finished).
     `from_record`: remake that image's batch instead (`--from`). `cancel`: a threading.Event checked before and
     after each call (with `callback` setting `pipe._interrupt`, it stops within a step); a cancelled call saves
     nothing. Ctrl-C and `cancel` end the run as `interrupted`, with what was finished kept and recorded.
@@ -220,7 +250,6 @@ def generate_run(model: Model, requests: list[GenerationParams], *, image=None, 
 
     run = GenerationRun(None)
     first = requests[0]
-    prepared = inputs.prepare(first, image, mask_image)
     mirror = None
     stopped = lambda: cancel is not None and cancel.is_set()  # noqa: E731
     try:
@@ -228,14 +257,18 @@ def generate_run(model: Model, requests: list[GenerationParams], *, image=None, 
             if stopped():
                 break
             batch = [regenerate(from_record, model)] if from_record is not None else \
-                generate(model, params, image=image, mask_image=mask_image, callback=callback)
+                generate(model, params, image=image, mask_image=mask_image, control_image=control_image,
+                         callback=callback)
             if stopped():
                 break
             if run.dir is None:
                 run.dir = runs.new_run_dir(name or first.prompt or first.task, out)
+                prepared = batch[0].inputs
                 if prepared.mask is not None:
                     runs.save_image(prepared.mask, run.dir / "mask.png")
                     runs.save_image(masks.overlay(prepared.image, prepared.mask), run.dir / "mask_overlay.png")
+                for i, control in enumerate(prepared.control or []):
+                    runs.save_image(control, run.dir / f"control_{i}.png")
                 mirror = tracking.make(tracker, run.dir)
                 mirror.log_params({**first.to_dict(), "model": model.describe(), "prompts": [r.prompt for r in requests]})
             saved = []

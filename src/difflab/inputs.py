@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from . import masks
 from .errors import InputError
@@ -49,13 +49,22 @@ class Inputs:
     mask: Image.Image | None = None   # binary 'L' mask given to the pipeline, same size
     soft_mask: Image.Image | None = None  # feathered mask used to paste the result back
     records: dict | None = None       # metadata of the inputs
+    control: list | None = None       # the preprocessed control images, one per ControlNet, at the generation size
 
 
-def prepare(params: GenerationParams, image=None, mask_image=None) -> Inputs:
+def _open(value, field: str) -> tuple[Image.Image, dict]:
+    """(image, record) of a path or a PIL image."""
+    source = value if isinstance(value, (str, Path)) else None
+    pil = open_image(value, field) if source is not None else value
+    return pil, image_record(pil, source)
+
+
+def prepare(params: GenerationParams, image=None, mask_image=None, words_mask=None) -> Inputs:
     """Check and size the inputs of a request. `image`/`mask_image` are PIL images or paths.
 
     The mask is checked against the input image's own size; both are then resized together, and only when
-    `height`/`width` ask for another size.
+    `height`/`width` ask for another size. `words_mask` (at the generation size) is the mask that `mask_from`
+    found (difflab.control.mask_from_words); it joins the others.
     """
     if params.task == "text2img":
         if image is not None or mask_image is not None:
@@ -63,9 +72,8 @@ def prepare(params: GenerationParams, image=None, mask_image=None) -> Inputs:
         return Inputs(records={})
     if image is None:
         raise InputError(f"image: {params.task} needs an input image")
-    image_src = image if isinstance(image, (str, Path)) else None
-    pil = open_image(image, "image") if image_src is not None else image
-    records = {"image": image_record(pil, image_src)}
+    pil, record = _open(image, "image")
+    records = {"image": record}
     pil = pil.convert("RGB")
     size = (params.width or pil.width, params.height or pil.height)
     if size[0] % 8 or size[1] % 8:
@@ -75,17 +83,44 @@ def prepare(params: GenerationParams, image=None, mask_image=None) -> Inputs:
     if params.task == "inpaint":
         mask_pil = None
         if mask_image is not None:
-            mask_src = mask_image if isinstance(mask_image, (str, Path)) else None
-            mask_pil = open_image(mask_image, "mask_image") if mask_src is not None else mask_image
-            records["mask_image"] = image_record(mask_pil, mask_src)
+            mask_pil, records["mask_image"] = _open(mask_image, "mask_image")
             if params.resize_mask and mask_pil.size != pil.size:
                 mask_pil = mask_pil.resize(pil.size, Image.NEAREST)
-        elif not params.boxes and not params.ellipses:
-            raise InputError("mask_image: inpaint needs a mask image, a box or an ellipse")
-        mask = masks.make_mask(pil.size, params.boxes, params.ellipses, mask_pil, params.mask_dilate)
-        if size != pil.size:
-            mask = mask.resize(size, Image.NEAREST)
-        soft = masks.feather(mask, params.mask_blur)
+        elif not params.boxes and not params.ellipses and not params.mask_from:
+            raise InputError("mask_image: inpaint needs a mask image, a box, an ellipse or --mask-from WORDS")
+        if mask_pil is not None or params.boxes or params.ellipses:
+            mask = masks.make_mask(pil.size, params.boxes, params.ellipses, mask_pil, params.mask_dilate)
+            if size != pil.size:
+                mask = mask.resize(size, Image.NEAREST)
+        if words_mask is not None:
+            words_mask = masks.make_mask(size, dilate=params.mask_dilate, mask_image=words_mask)
+            mask = words_mask if mask is None else ImageChops.lighter(mask, words_mask)
+        soft = masks.feather(mask, params.mask_blur) if mask is not None else None
     if size != pil.size:
         pil = pil.resize(size, Image.LANCZOS)
     return Inputs(image=pil, mask=mask, soft_mask=soft, records=records)
+
+
+def prepare_control(params: GenerationParams, control_image, size: tuple[int, int], count: int) -> tuple[list, list]:
+    """(preprocessed control images, their records): one control image per ControlNet, each of the generation
+    `size` (width, height) unless `resize_control` asks to resize it, then preprocessed as `control_preprocess` says."""
+    from .control import preprocess
+
+    given = [] if control_image is None else \
+        [control_image] if isinstance(control_image, (str, Path, Image.Image)) else list(control_image)
+    if len(given) != count:
+        if count == 0:
+            raise InputError("control_image: no ControlNet is loaded; pass --controlnet for each control image")
+        raise InputError(f"control_image: {len(given)} control image(s) for {count} ControlNet(s); give one per "
+                         f"ControlNet, in the same order")
+    images, records = [], []
+    for i, (value, module) in enumerate(zip(given, params.per_controlnet("control_preprocess", count))):
+        pil, record = _open(value, f"control_image {i}")
+        if pil.size != tuple(size):
+            if not params.resize_control:
+                raise InputError(f"control_image {i}: {pil.width}x{pil.height}, but the image is {size[0]}x{size[1]}; "
+                                 f"resize it explicitly (--resize-control)")
+            pil = pil.resize(size, Image.LANCZOS)
+        images.append(preprocess(pil, module))
+        records.append(record)
+    return images, records

@@ -30,7 +30,8 @@ def infotext(record: dict) -> str:
         Negative prompt: <negative prompt>          (omitted when empty)
         Steps: 20, Sampler: DDIM, CFG scale: 7.5, Seed: 1234, Size: 512x512, Model hash: ..., Model: ...
 
-    LoRAs appear as AUTOMATIC1111 writes them: `<lora:NAME:WEIGHT>` after the prompt, and `Lora hashes`.
+    LoRAs appear as AUTOMATIC1111 writes them: `<lora:NAME:WEIGHT>` after the prompt, and `Lora hashes`;
+    ControlNets as its ControlNet extension does (`controlnet_fields`).
     """
     model = record.get("model") or {}
     fields = [
@@ -48,6 +49,8 @@ def infotext(record: dict) -> str:
         ("Lora scale", record.get("lora_scale") if model.get("lora") else None),
         ("TI hashes", ", ".join(f"{x['token']}: {(x.get('sha256') or '')[:12]}" for x in model["textual_inversion"]
                                 if x.get("token")) or None if model.get("textual_inversion") else None),
+        *controlnet_fields(record),
+        ("Mask from", record.get("mask_from") or None),
         ("Version", f"difflab {record['versions']['difflab']}" if record.get("versions") else None),
     ]
     # AUTOMATIC1111 names the LoRAs in the prompt itself: <lora:NAME:WEIGHT>
@@ -57,6 +60,26 @@ def infotext(record: dict) -> str:
         lines.append(f"Negative prompt: {record['negative_prompt']}")
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields if v is not None))
     return "\n".join(lines)
+
+
+def _each(value, count: int) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return values * count if len(values) == 1 else values
+
+
+def controlnet_fields(record: dict) -> list[tuple[str, str]]:
+    """`ControlNet i: "Module: canny, Model: NAME [HASH8], Weight: 1, Guidance Start: 0, Guidance End: 1, ..."`, as
+    AUTOMATIC1111's ControlNet extension writes them."""
+    nets = (record.get("model") or {}).get("controlnet") or []
+    n = len(nets)
+    columns = zip(nets, _each(record.get("control_preprocess", "none"), n),
+                  _each(record.get("controlnet_conditioning_scale", 1.0), n),
+                  _each(record.get("control_guidance_start", 0.0), n), _each(record.get("control_guidance_end", 1.0), n))
+    mode = "ControlNet is more important" if record.get("guess_mode") else "Balanced"
+    return [(f"ControlNet {i}", f"Module: {module}, Model: {net['name']} [{(net.get('hash') or '')[:8]}], "
+                                f"Weight: {weight:g}, Guidance Start: {start:g}, Guidance End: {end:g}, "
+                                f"Control Mode: {mode}")
+            for i, (net, module, weight, start, end) in enumerate(columns)]
 
 
 def parse_infotext(text: str) -> dict:

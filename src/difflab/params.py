@@ -65,6 +65,15 @@ class GenerationParams:
     mask_blur: float = 0.0
     keep_unmasked: bool = False
     resize_mask: bool = False
+    mask_from: str = ""              # inpaint: the mask where the model places these words (DiffEdit)
+    mask_threshold: float = 3.0      # DiffEdit: a latent joins the mask where the difference > threshold/2 x its mean
+    # ControlNet (one value for all ControlNets, or a list with one per ControlNet); see difflab.control
+    control_preprocess: str | list[str] = "none"
+    controlnet_conditioning_scale: float | list[float] = 1.0
+    control_guidance_start: float | list[float] = 0.0
+    control_guidance_end: float | list[float] = 1.0
+    guess_mode: bool = False
+    resize_control: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationParams":
@@ -121,7 +130,45 @@ class GenerationParams:
             raise InputError(f"boxes: masks are for inpaint only, not {self.task}")
         _check_int("mask_dilate", self.mask_dilate, low=0)
         _check_number("mask_blur", self.mask_blur, low=0.0, what="a number >= 0")
+        _check_type("mask_from", self.mask_from, str)
+        if self.mask_from and self.task != "inpaint":
+            raise InputError(f"mask_from: masks are for inpaint only, not {self.task}")
+        _check_number("mask_threshold", self.mask_threshold, low=0.0, what="a number > 0")
+        if self.mask_threshold <= 0:
+            raise InputError(f"mask_threshold: {self.mask_threshold!r} is not allowed; use a number > 0")
+        self._validate_control()
         return self
+
+    def _validate_control(self) -> None:
+        from .control import PREPROCESSORS, SCALE_RANGE
+
+        for name in as_list(self.control_preprocess):
+            if name not in PREPROCESSORS:
+                raise InputError(f"control_preprocess: {name!r} is not allowed; choose one of "
+                                 f"{', '.join(PREPROCESSORS)}")
+        low, high = SCALE_RANGE
+        for value in as_list(self.controlnet_conditioning_scale):
+            _check_number("controlnet_conditioning_scale", value, low, high, f"a number in [{low:g}, {high:g}]")
+        starts, ends = as_list(self.control_guidance_start), as_list(self.control_guidance_end)
+        for value in starts:
+            _check_number("control_guidance_start", value, 0.0, 1.0, "a number in [0, 1]")
+        for value in ends:
+            _check_number("control_guidance_end", value, 0.0, 1.0, "a number in [0, 1]")
+        for start, end in zip(starts * len(ends) if len(starts) == 1 else starts,
+                              ends * len(starts) if len(ends) == 1 else ends):
+            if start >= end:
+                raise InputError(f"control_guidance_start: {start} is not before control_guidance_end {end}; "
+                                 f"use 0 <= start < end <= 1")
+
+    def per_controlnet(self, name: str, count: int) -> list:
+        """The value of control field `name` for each of `count` ControlNets (one value serves them all)."""
+        values = as_list(getattr(self, name))
+        if len(values) == 1:
+            return values * count
+        if len(values) != count:
+            raise InputError(f"{name}: {len(values)} values for {count} ControlNet(s); give one, or one per "
+                             f"ControlNet")
+        return values
 
     @property
     def resolved_strength(self) -> float | None:
@@ -136,6 +183,10 @@ class GenerationParams:
         """Steps the sampler actually runs: img2img and inpaint skip the first (1 - strength) of them."""
         strength = self.resolved_strength
         return self.num_inference_steps if strength is None else int(self.num_inference_steps * strength)
+
+
+def as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _is_int(value) -> bool:

@@ -29,6 +29,11 @@ PIPELINE_CLASSES = {
     "img2img": "StableDiffusionImg2ImgPipeline",
     "inpaint": "StableDiffusionInpaintPipeline",
 }
+CONTROLNET_PIPELINE_CLASSES = {   # the same tasks with ControlNets (diffusers' names)
+    "text2img": "StableDiffusionControlNetPipeline",
+    "img2img": "StableDiffusionControlNetImg2ImgPipeline",
+    "inpaint": "StableDiffusionControlNetInpaintPipeline",
+}
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -209,6 +214,7 @@ class Model:
     task: str
     loras: list[dict] = field(default_factory=list)
     embeddings: list[dict] = field(default_factory=list)
+    controlnets: list[dict] = field(default_factory=list)   # where each ControlNet came from (difflab.control)
     weights_hash: str | None = None
     fast: dict = field(default_factory=dict)  # the fast paths in use (recorded: they may move pixels a little)
 
@@ -226,7 +232,8 @@ class Model:
                              f"{self.pipe.unet.config.in_channels}-channel inpainting UNet; use task inpaint")
         if task not in self._pipes:
             import diffusers
-            new = getattr(diffusers, PIPELINE_CLASSES[task]).from_pipe(self.pipe)
+            classes = CONTROLNET_PIPELINE_CLASSES if self.controlnets else PIPELINE_CLASSES
+            new = getattr(diffusers, classes[task]).from_pipe(self.pipe)
             new.set_progress_bar_config(**getattr(self.pipe, "_progress_bar_config", {}))
             self._pipes[task] = new
         return self._pipes[task]
@@ -254,6 +261,7 @@ class Model:
         """What metadata records about the model: enough to load it again."""
         return {"name": self.source.name, "id": self.source.id, "kind": self.source.kind, "path": self.source.path,
                 "hash": self.weights_hash, "lora": self.loras, "textual_inversion": self.embeddings,
+                **({"controlnet": self.controlnets} if self.controlnets else {}),
                 **({"fast": self.fast} if self.fast else {})}
 
 
@@ -333,7 +341,7 @@ def _load_loras(pipe, loras) -> list[dict]:
 
 
 def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", dtype: str = "auto",
-         lora=None, textual_inversion=None, attention_slicing: bool = False, vae_tiling: bool = False,
+         lora=None, textual_inversion=None, controlnet=None, attention_slicing: bool = False, vae_tiling: bool = False,
          cpu_offload: bool = False, config: str | None = None, safety_checker: bool = False,
          progress: bool = True, channels_last: bool = False, fuse_qkv: bool = False, compile: bool = False,
          vae_slicing: bool = False) -> Model:
@@ -343,6 +351,9 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
     lora:   a LoRA (file, folder or hub id), or a list of them, each 'PATH[:WEIGHT]' (weight 1 by default);
             `lora_scale` per generation scales them all.
     textual_inversion: an embedding file, or a list of them; 'path:token' names the token to add.
+    controlnet: a ControlNet (hub id, ControlNetModel folder, .safetensors file, tiny-controlnet), or a list of them;
+            the task pipelines are then diffusers' ControlNet pipelines, and each image needs one control image per
+            ControlNet (`generate(..., control_image=...)`).
     config: for a single file, a diffusers folder or hub id holding the matching configs (offline use).
     safety_checker: keep the model's NSFW checker (off by default: this is a research lab; it blacks out images).
     Fast paths, all off by default because each may move pixels by a little (each is tested for closeness and
@@ -408,6 +419,17 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
         raise InputError(f"textual_inversion: could not load {str(item)!r} ({str(e).splitlines()[0][:200]})") \
             from None
 
+    controlnets = []
+    if controlnet:
+        from .control import load_controlnet
+
+        nets = [load_controlnet(spec, torch_dtype, pipe.unet, pipe.vae_scale_factor)
+                for spec in ([controlnet] if isinstance(controlnet, (str, Path)) else controlnet)]
+        controlnets = [record for _, record in nets]
+        modules = [net for net, _ in nets]   # several: diffusers wraps them in a MultiControlNetModel
+        pipe = getattr(diffusers, CONTROLNET_PIPELINE_CLASSES[task]).from_pipe(
+            pipe, controlnet=modules[0] if len(modules) == 1 else modules)
+        pipe.set_progress_bar_config(disable=not progress, leave=False)
     pipe.to(device) if not cpu_offload else pipe.enable_model_cpu_offload()
     if device == "cpu" and dtype == "auto":   # bf16 only where a probe of this UNet shows it faster here
         from .precision import cpu_inference_dtype
@@ -426,7 +448,7 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
     fast = {"channels_last": channels_last, "fuse_qkv": fuse_qkv, "compile": compile}
     apply_fast_paths(pipe, **fast)
     result = Model(pipe=pipe, source=source, device=device, dtype=torch_dtype, task=task, loras=loras,
-                   embeddings=embeddings, weights_hash=weights_hash(source),
+                   embeddings=embeddings, controlnets=controlnets, weights_hash=weights_hash(source),
                    fast={k: v for k, v in fast.items() if v})
     result.pipeline(task)  # refuses a task that the UNet cannot do (a 9-channel UNet and text2img)
     return result

@@ -44,6 +44,11 @@ AXIS_PARAMS = {
     "size": ("Size", str, ALL_TASKS),
     "eta": ("Eta", float, ALL_TASKS),
     "lora_scale": ("LoRA scale", float, ALL_TASKS),
+    "controlnet_conditioning_scale": ("Control weight", float, ALL_TASKS),
+    "control_guidance_start": ("Control start", float, ALL_TASKS),
+    "control_guidance_end": ("Control end", float, ALL_TASKS),
+    "control_image": ("Control image", str, ALL_TASKS),    # a path: the first ControlNet's control image
+    "mask_threshold": ("Mask threshold", float, ("inpaint",)),
 }
 AXES = ("x", "y", "z")
 
@@ -72,6 +77,8 @@ class SweepConfig:
     dtype: str = "auto"
     lora: list[str] = field(default_factory=list)
     textual_inversion: list[str] = field(default_factory=list)
+    controlnet: list[str] = field(default_factory=list)     # ControlNets (difflab.control), each with its image:
+    control_image: list[str] = field(default_factory=list)  # paths, or sample:NAME[:SIZE]
     tracker: str = "local"           # local | comet | tensorboard (local records are always written)
     channels_last: bool = False      # fast paths (see difflab.load); recorded in every image's metadata
     fuse_qkv: bool = False
@@ -141,6 +148,7 @@ class Cell:
     index: tuple[int, int, int]        # (ix, iy, iz)
     params: GenerationParams           # seed = the cell's first seed, num_images = images_per_cell
     labels: dict                       # axis -> "CFG scale: 7.5"
+    control_image: list = field(default_factory=list)   # one per ControlNet
 
     @property
     def seeds(self) -> list[int]:
@@ -156,6 +164,8 @@ def label(param: str, value) -> str:
         value = SCHEDULERS[value][2]
     if param == "prompt_sr":
         return str(value)
+    if param == "control_image":
+        value = Path(str(value)).name
     return f"{AXIS_PARAMS[param][0]}: {value}"
 
 
@@ -195,9 +205,18 @@ def resolve(data: dict) -> dict:
             raise InputError(f"{name}.values[0]: {values[0]!r} (the Prompt S/R search text) is not in the prompt "
                              f"or negative prompt")
         resolved[name] = {"param": axis.param, "values": values}
+    if len(cfg.control_image) != len(cfg.controlnet):
+        raise InputError(f"control_image: {len(cfg.control_image)} control image(s) for {len(cfg.controlnet)} "
+                         f"ControlNet(s); give one per ControlNet, in order")
+    if any(resolved.get(a, {}) and resolved[a]["param"] == "control_image" for a in AXES) and not cfg.controlnet:
+        raise InputError("control_image: an axis sweeps control images, but no controlnet is given")
     plan(resolved)  # every cell is a valid request
     for key in ("image", "mask_image"):
         resolved[key] = samples.input_path(resolved[key])
+    resolved["control_image"] = [samples.input_path(p) for p in resolved["control_image"]]
+    for name in AXES:
+        if resolved.get(name) and resolved[name]["param"] == "control_image":
+            resolved[name]["values"] = [samples.input_path(p) for p in resolved[name]["values"]]
     return resolved
 
 
@@ -214,15 +233,19 @@ def plan(resolved: dict) -> list[Cell]:
                 where = {"x": ix, "y": iy, "z": iz}
                 values = dict(base)
                 labels = {}
+                control = list(resolved.get("control_image") or [])
                 for name, axis in axes:
                     value = axis["values"][where[name]]
-                    _apply(values, axis["param"], value, sr)
+                    if axis["param"] == "control_image":
+                        control[:1] = [value]
+                    else:
+                        _apply(values, axis["param"], value, sr)
                     labels[name] = label(axis["param"], value)
                 try:
                     params = GenerationParams.from_dict(values).validate()
                 except InputError as e:
                     raise InputError(f"cell {labels or 'base'}: {e}") from None
-                cells.append(Cell((ix, iy, iz), params, labels))
+                cells.append(Cell((ix, iy, iz), params, labels, control))
     return cells
 
 
@@ -231,7 +254,8 @@ def batches(cells: list[Cell], max_batch: int) -> list[list[tuple[Cell, int]]]:
     of pipeline calls that every run of this sweep makes, however it is interrupted or sharded."""
     groups: dict[str, list] = {}
     for cell in cells:
-        key = json.dumps({**cell.params.to_dict(), "seed": None, "num_images": None}, sort_keys=True)
+        key = json.dumps({**cell.params.to_dict(), "seed": None, "num_images": None,
+                          "control_image": cell.control_image}, sort_keys=True)
         groups.setdefault(key, []).extend((cell, seed) for seed in cell.seeds)
     return [jobs[i:i + max_batch] for jobs in groups.values() for i in range(0, len(jobs), max_batch)]
 
@@ -291,6 +315,10 @@ def check_inputs(resolved: dict) -> None:
     if resolved["task"] != "text2img":
         cell = plan(resolved)[0]
         prepare(cell.params, resolved["image"], resolved["mask_image"])
+    from .inputs import open_image
+    for cell in plan(resolved):
+        for i, path in enumerate(cell.control_image):
+            open_image(path, f"control_image {i}")
 
 
 def execute(run_dir, progress: bool = True, model=None, stop_event=None) -> "SweepRun":
@@ -358,13 +386,13 @@ def _model_for(resolved: dict, model, state):
     from .pipelines import load
 
     if model is not None and model.source.name == resolved["model"] and not resolved["lora"] \
-            and not resolved["textual_inversion"]:
+            and not resolved["textual_inversion"] and not resolved.get("controlnet") and not model.controlnets:
         return model
     device = resolved["device"]
     if state.num_processes > 1 and device == "auto":  # one GPU per process, or the CPU
         device = "cpu" if state.device.type == "cpu" else str(state.device)
     return load(resolved["model"], resolved["task"], device=device, dtype=resolved["dtype"], lora=resolved["lora"],
-                textual_inversion=resolved["textual_inversion"], progress=False,
+                textual_inversion=resolved["textual_inversion"], controlnet=resolved.get("controlnet"), progress=False,
                 **{k: resolved.get(k, False) for k in ("channels_last", "fuse_qkv", "compile")})
 
 
@@ -393,7 +421,7 @@ def _run_batch(model, batch, run_dir, resolved, done, tracker, rank: int = 0) ->
     start = time.perf_counter()
     try:
         results = generate(model, cell.params, image=resolved["image"], mask_image=resolved["mask_image"],
-                           seeds=seeds)
+                           control_image=cell.control_image, seeds=seeds)
         error = None
     except Exception as e:  # noqa: BLE001  (a failed cell is recorded and the sweep goes on; OOM included)
         results, error = [None] * len(batch), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -581,12 +609,14 @@ def dry_run(resolved: dict) -> str:
         max_batch = probed_batch(resolved)
     n_calls = len(batches(cells, max_batch))
     model = load(resolved["model"], resolved["task"], device=resolved["device"], dtype=resolved["dtype"],
-                 lora=resolved["lora"], textual_inversion=resolved["textual_inversion"], progress=False)
+                 lora=resolved["lora"], textual_inversion=resolved["textual_inversion"],
+                 controlnet=resolved.get("controlnet"), progress=False)
     probe = dataclasses.replace(cells[0].params, num_inference_steps=2, strength=None if cells[0].params.task ==
                                 "text2img" else 1.0, num_images=1)
-    generate(model, probe, image=resolved["image"], mask_image=resolved["mask_image"])  # warm-up
+    inputs = dict(image=resolved["image"], mask_image=resolved["mask_image"], control_image=cells[0].control_image)
+    generate(model, probe, **inputs)  # warm-up
     start = time.perf_counter()
-    generate(model, probe, image=resolved["image"], mask_image=resolved["mask_image"])
+    generate(model, probe, **inputs)
     per_step = (time.perf_counter() - start) / 2
     lines.append(f"{len(cells)} cells, {n_images} images in {n_calls} pipeline calls of up to {max_batch}; about "
                  f"{estimate_seconds(resolved, per_step):.0f} s on {model.device} "

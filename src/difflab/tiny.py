@@ -19,6 +19,7 @@ from pathlib import Path
 from .runs import cache_root, publish_mode
 
 TINY_MODELS = ("tiny", "tiny-inpaint")
+TINY_CONTROLNET = "tiny-controlnet"  # a ControlNet of the tiny UNet (difflab.control)
 TINY_VERSION = 1  # bump when the recipe changes, so stale caches are rebuilt
 
 
@@ -88,19 +89,37 @@ def build_tiny(name: str, folder: Path) -> None:
     pipe.save_pretrained(folder)
 
 
+def build_tiny_controlnet(folder: Path) -> None:
+    """A ControlNet copied from the tiny UNet (`ControlNetModel.from_unet`). Its zero convolutions get small seeded
+    random weights instead of zeros, so that the control image changes the output (as in diffusers' tests)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tiny("tiny", Path(tmp))
+        unet = UNet2DConditionModel.from_pretrained(Path(tmp) / "unet")
+    # one downsampling of the control image, as the tiny VAE's (64 px images, 32 x 32 latents)
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(0)
+    for block in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+        torch.nn.init.normal_(block.weight, std=0.1)
+    net.save_pretrained(folder)
+
+
 def tiny_path(name: str) -> Path:
     """The folder of tiny model `name`, built on first use (atomically: a half-built folder is never seen)."""
     folder = cache_root() / "models" / f"{name}-v{TINY_VERSION}"
-    if not (folder / "model_index.json").exists():
+    marker = "config.json" if name == TINY_CONTROLNET else "model_index.json"
+    if not (folder / marker).exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-        build_tiny(name, tmp)
-        if not (tmp / "text_encoder" / "model.safetensors").exists():
+        build_tiny_controlnet(tmp) if name == TINY_CONTROLNET else build_tiny(name, tmp)
+        if name != TINY_CONTROLNET and not (tmp / "text_encoder" / "model.safetensors").exists():
             # transformers writes weights on rank 0 only once torch.distributed is up: a worker of a
             # multi-process run waits for rank 0's copy instead of publishing an incomplete one
             shutil.rmtree(tmp, ignore_errors=True)
             deadline = time.monotonic() + 600
-            while not (folder / "model_index.json").exists() and time.monotonic() < deadline:
+            while not (folder / marker).exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
             return folder
         publish_mode(tmp, folder=True)

@@ -1,0 +1,234 @@
+"""Control with the tiny models: ControlNet (agreement with diffusers, metadata, --from, bad input), canny, masks from
+words (DiffEdit)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import pixels
+from PIL import Image, ImageChops, ImageDraw
+
+import difflab
+from difflab import InputError, control, metadata
+from difflab.cli import main
+
+FAST = dict(num_inference_steps=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def cn(difflab_cache):
+    return difflab.load("tiny", controlnet="tiny-controlnet", progress=False)
+
+
+@pytest.fixture(scope="module")
+def outline():
+    """A white circle outline on black, 64 x 64: the kind of image a ControlNet follows."""
+    image = Image.new("RGB", (64, 64))
+    ImageDraw.Draw(image).ellipse((12, 12, 52, 52), outline=(255, 255, 255), width=2)
+    return image
+
+
+def diffusers_controlnet_pipe(task):
+    import diffusers
+    from difflab.pipelines import CONTROLNET_PIPELINE_CLASSES
+    from difflab.tiny import tiny_path
+    net = diffusers.ControlNetModel.from_pretrained(tiny_path("tiny-controlnet"))
+    pipe = getattr(diffusers, CONTROLNET_PIPELINE_CLASSES[task]).from_pretrained(
+        tiny_path("tiny"), controlnet=net, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_canny_marks_the_edges_of_a_square_and_nothing_else():
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[16:48, 16:48] = 200
+    edges = control.canny_edges(image)
+    rows, cols = np.nonzero(edges)
+    assert edges.sum() > 4 * 28   # the four sides
+    assert rows.min() >= 14 and rows.max() <= 49 and cols.min() >= 14 and cols.max() <= 49
+    assert not edges[20:44, 20:44].any()   # flat inside: no edge
+    pre = control.preprocess(Image.fromarray(image), "canny")
+    assert pre.mode == "RGB" and set(np.unique(np.asarray(pre))) == {0, 255}
+
+
+@pytest.mark.parametrize("task", ["text2img", "img2img", "inpaint"])
+def test_controlnet_agrees_with_diffusers_exactly(cn, outline, photo, task):
+    extra = {} if task == "text2img" else {"image": photo, "strength": 0.8}
+    if task == "inpaint":
+        extra["boxes"] = [(8, 8, 56, 56)]
+    ours = difflab.generate(cn, task=task, prompt="a red circle", control_image=outline,
+                            controlnet_conditioning_scale=0.7, control_guidance_end=0.8, **extra, **FAST)[0]
+    pipe = diffusers_controlnet_pipe(task)
+    call = dict(controlnet_conditioning_scale=0.7, control_guidance_end=0.8, num_inference_steps=3,
+                generator=torch.Generator("cpu").manual_seed(7))
+    if task == "text2img":
+        ref = pipe("a red circle", image=outline, **call).images[0]
+    elif task == "img2img":
+        ref = pipe("a red circle", image=photo, control_image=outline, strength=0.8, **call).images[0]
+    else:
+        from difflab.masks import make_mask
+        ref = pipe("a red circle", image=photo, mask_image=make_mask((64, 64), [(8, 8, 56, 56)]), control_image=outline,
+                   strength=0.8, height=64, width=64, **call).images[0]
+    assert (pixels(ours.image) == pixels(ref)).all()
+
+
+def test_the_control_image_and_its_scale_change_the_image(cn, outline):
+    on = difflab.generate(cn, prompt="a circle", control_image=outline, **FAST)[0]
+    off = difflab.generate(cn, prompt="a circle", control_image=outline, controlnet_conditioning_scale=0.0, **FAST)[0]
+    moved = ImageChops.offset(outline, 12, 0)
+    other = difflab.generate(cn, prompt="a circle", control_image=moved, **FAST)[0]
+    assert np.abs(pixels(on.image) - pixels(off.image)).mean() > 1
+    assert np.abs(pixels(on.image) - pixels(other.image)).mean() > 0.05   # random tiny weights: a small effect
+
+
+def test_two_controlnets_at_once_with_their_own_scales(difflab_cache, outline, photo):
+    two = difflab.load("tiny", controlnet=["tiny-controlnet", "tiny-controlnet"], progress=False)
+    out = difflab.generate(two, prompt="a circle", control_image=[outline, photo], control_preprocess=["none", "canny"],
+                           controlnet_conditioning_scale=[1.0, 0.0], **FAST)[0]
+    one = difflab.load("tiny", controlnet="tiny-controlnet", progress=False)
+    alone = difflab.generate(one, prompt="a circle", control_image=outline, **FAST)[0]
+    # the second ControlNet at scale 0 adds nothing: the pair equals the first alone (up to float summation order)
+    assert np.abs(pixels(out.image) - pixels(alone.image)).max() <= 1
+    text = out.infotext
+    assert 'ControlNet 0: "Module: none, Model: tiny-controlnet [' in text
+    assert 'ControlNet 1: "Module: canny' in text and "Weight: 0," in text
+    with pytest.raises(InputError, match="control_image: 1 control image.*for 2 ControlNet"):
+        difflab.generate(two, prompt="a circle", control_image=outline, **FAST)
+    with pytest.raises(InputError, match="controlnet_conditioning_scale: 3 values for 2 ControlNet"):
+        difflab.generate(two, prompt="a circle", control_image=[outline, photo],
+                         controlnet_conditioning_scale=[1.0, 0.5, 0.2], **FAST)
+
+
+def test_record_and_infotext_name_the_controlnet_and_its_image(cn, tmp_path, outline):
+    path = tmp_path / "outline.png"
+    outline.save(path)
+    item = difflab.generate(cn, prompt="a circle", control_image=str(path), control_preprocess="canny",
+                            control_guidance_start=0.2, **FAST)[0]
+    rec = item.record
+    assert rec["model"]["controlnet"][0]["name"] == "tiny-controlnet"
+    assert len(rec["model"]["controlnet"][0]["hash"]) == 64
+    assert rec["inputs"]["control_image"][0]["path"] == str(path.resolve())
+    assert rec["control_preprocess"] == "canny" and rec["control_guidance_start"] == 0.2
+    fields = metadata.parse_infotext(item.infotext)
+    assert fields["ControlNet 0"] == (f"Module: canny, Model: tiny-controlnet [{rec['model']['controlnet'][0]['hash'][:8]}], "
+                                      f"Weight: 1, Guidance Start: 0.2, Guidance End: 1, Control Mode: Balanced")
+
+
+def test_cli_controlnet_run_saves_the_preprocessed_image_and_from_reproduces_it(tmp_path, outline, capsys):
+    control_path = tmp_path / "outline.png"
+    outline.save(control_path)
+    argv = ["generate", "--model", "tiny", "--controlnet", "tiny-controlnet", "--control-image", str(control_path),
+            "--control-preprocess", "canny", "--control-scale", "0.8", "--prompt", "a circle", "--steps", "3",
+            "--seed", "2", "--out", str(tmp_path / "a")]
+    assert main(argv) == 0
+    run = next((tmp_path / "a").iterdir())
+    first = run / "0000-2.png"
+    preview = Image.open(run / "control_0.png")
+    assert np.array_equal(np.asarray(preview), np.asarray(control.preprocess(outline, "canny")))
+    record = metadata.read(first)["difflab"]
+    assert record["controlnet_conditioning_scale"] == 0.8
+    assert main(["generate", "--from", str(first), "--out", str(tmp_path / "b")]) == 0
+    again = next((tmp_path / "b").iterdir()) / "0000-2.png"
+    assert (pixels(Image.open(first)) == pixels(Image.open(again))).all()
+    # the control image changed on disk: --from refuses rather than make another image
+    ImageChops.offset(outline, 12, 0).save(control_path)
+    capsys.readouterr()
+    assert main(["generate", "--from", str(first), "--out", str(tmp_path / "c")]) == 2
+    assert "control_image" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--control-scale", "2.5"], "controlnet_conditioning_scale: 2.5 is not allowed; use a number in [0, 2]"),
+    (["--control-start", "0.6", "--control-end", "0.4"], "control_guidance_start: 0.6 is not before"),
+    (["--control-preprocess", "depth"], "control_preprocess: 'depth' is not allowed; choose one of none, canny"),
+    (["--control-image", "IMG"], "control_image: 2 control image(s) for 1 ControlNet(s)"),
+    (["--width", "32", "--height", "32"], "control_image 0: 64x64, but the image is 32x32; resize it explicitly"),
+])
+def test_bad_control_input_is_one_line_exit_2_and_nothing_written(tmp_path, outline, capsys, extra, message):
+    path = tmp_path / "outline.png"
+    outline.save(path)
+    argv = ["generate", "--model", "tiny", "--controlnet", "tiny-controlnet", "--control-image", str(path),
+            "--prompt", "a circle", "--steps", "2", "--out", str(tmp_path / "res")]
+    assert main(argv + [str(path) if e == "IMG" else e for e in extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_resize_control_resizes_only_when_asked(cn, outline):
+    out = difflab.generate(cn, prompt="a circle", control_image=outline, width=32, height=32, resize_control=True,
+                           **FAST)[0]
+    assert out.image.size == (32, 32) and out.inputs.control[0].size == (32, 32)
+
+
+def test_controlnet_of_another_architecture_is_refused(sd, tmp_path):
+    from diffusers import ControlNetModel
+    torch.manual_seed(0)
+    ControlNetModel(block_out_channels=(32, 32), layers_per_block=2, cross_attention_dim=32,
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                    conditioning_embedding_out_channels=(16, 32), attention_head_dim=8).save_pretrained(tmp_path / "cn")
+    with pytest.raises(InputError, match=r"controlnet: 'cn' does not fit this model: its block_out_channels is "
+                                         r"\[32, 32\], the model's \[32, 64\]"):
+        difflab.load("tiny", controlnet=str(tmp_path / "cn"), progress=False)
+    with pytest.raises(InputError, match="controlnet: folder .* has no config.json"):
+        control.resolve(str(tmp_path))
+    with pytest.raises(InputError, match="controlnet: hub id 'nobody/no-controlnet' is not in the local"):
+        control.resolve("nobody/no-controlnet")
+    with pytest.raises(InputError, match="control_image: no ControlNet is loaded"):
+        difflab.generate(sd, prompt="x", control_image=Image.new("RGB", (64, 64)), **FAST)
+
+
+# --- masks from words (DiffEdit)
+
+def test_mask_from_words_is_deterministic_sized_and_thresholded(sd, photo):
+    loose = control.mask_from_words(sd.pipe, photo, "red circle", threshold=1.0)
+    tight = control.mask_from_words(sd.pipe, photo, "red circle", threshold=3.0)
+    again = control.mask_from_words(sd.pipe, photo, "red circle", threshold=3.0)
+    area = lambda m: (np.asarray(m) > 0).mean()  # noqa: E731
+    assert loose.size == photo.size and loose.mode == "L"
+    assert np.array_equal(np.asarray(tight), np.asarray(again))
+    assert 0 < area(tight) < area(loose) <= 1
+    with pytest.raises(InputError, match="mask_from: no region found for 'dragon'; lower --mask-threshold"):
+        control.mask_from_words(sd.pipe, photo, "dragon", threshold=1000.0)
+
+
+def test_inpaint_with_mask_from_keeps_what_is_outside_the_words_mask(tmp_path, photo_file, capsys):
+    argv = ["inpaint", "--model", "tiny", "--image", str(photo_file), "--mask-from", "a red circle", "--keep-unmasked",
+            "--prompt", "a blue square", "--steps", "3", "--seed", "1", "--out", str(tmp_path / "res")]
+    assert main(argv) == 0
+    run = next((tmp_path / "res").iterdir())
+    mask = np.asarray(Image.open(run / "mask.png")) > 0
+    out = pixels(Image.open(run / "0000-1.png").convert("RGB"))
+    source = pixels(Image.open(photo_file).convert("RGB"))
+    assert 0 < mask.mean() < 1
+    assert (out[~mask] == source[~mask]).all() and (out[mask] != source[mask]).any()
+    record = json.loads(Image.open(run / "0000-1.png").info["difflab"])
+    assert record["mask_from"] == "a red circle" and "Mask from: a red circle" in Image.open(run / "0000-1.png").info["parameters"]
+    with pytest.raises(InputError, match="mask_from: masks are for inpaint only, not img2img"):
+        difflab.GenerationParams(task="img2img", prompt="x", mask_from="x").validate()
+
+
+def test_sweep_over_control_weight_and_control_image(tmp_path, outline):
+    from difflab import sweep
+    paths = []
+    for i, shift in enumerate((0, 12)):
+        paths.append(tmp_path / f"outline{i}.png")
+        ImageChops.offset(outline, shift, 0).save(paths[-1])
+    spec = {"name": "cn", "model": "tiny", "controlnet": ["tiny-controlnet"], "control_image": [str(paths[0])],
+            "params": {"prompt": "a circle", "num_inference_steps": 2, "seed": 3, "control_preprocess": "canny"},
+            "x": {"param": "controlnet_conditioning_scale", "values": [0.0, 1.5]},
+            "y": {"param": "control_image", "values": [str(p) for p in paths]}}
+    run = sweep.execute(sweep.prepare_run(sweep.resolve(spec), tmp_path / "res"), progress=False)
+    cells = {tuple(r["cell"]): r for r in run.images}
+    assert len(cells) == 4 and not run.failed
+    image = {cell: pixels(Image.open(r["path"])) for cell, r in cells.items()}
+    # at weight 0 the control image does not matter; at 1.5 it does
+    assert (image[(0, 0, 0)] == image[(0, 1, 0)]).all()
+    assert (image[(1, 0, 0)] != image[(1, 1, 0)]).any()
+    record = cells[(1, 1, 0)]["params"]
+    assert record["inputs"]["control_image"][0]["path"] == str(paths[1].resolve())
+    assert record["controlnet_conditioning_scale"] == 1.5
+    with pytest.raises(InputError, match="control_image: 0 control image.*for 1 ControlNet"):
+        sweep.resolve({**spec, "control_image": []})
