@@ -232,3 +232,83 @@ def test_sweep_over_control_weight_and_control_image(tmp_path, outline):
     assert record["controlnet_conditioning_scale"] == 1.5
     with pytest.raises(InputError, match="control_image: 0 control image.*for 1 ControlNet"):
         sweep.resolve({**spec, "control_image": []})
+
+
+# --- training a ControlNet on the one training loop (tiny base, shapes outlines)
+
+CN_TRAIN = ["name=cn", "base=tiny", "method=controlnet", "data.name=shapes", "data.size=24", "validation.held_out=2",
+            "steps=4", "batch_size=4", "lr=1e-3", "warmup=1", "mixed_precision=fp32", "sample_every=2",
+            "checkpoint_every=2", "log_every=1", "sample.seeds=[0]", "sample.num_inference_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def cn_run(tmp_path_factory, difflab_cache):
+    from difflab.train.config import load_config
+    from difflab.train.loop import train
+    return train(load_config(None, CN_TRAIN), out=tmp_path_factory.mktemp("cn"), progress=False)
+
+
+def test_a_new_controlnet_is_the_base_model_exactly(sd, difflab_cache, outline):
+    """from_unet's zero convolutions: before training, any control image adds exactly nothing."""
+    from difflab.train.config import load_config
+    from difflab.train.methods import make_controlnet
+    from difflab.train.models import load_parts
+    parts = load_parts(load_config(None, CN_TRAIN))
+    net = make_controlnet(parts, seed=0)
+    import diffusers
+    pipe = diffusers.StableDiffusionControlNetPipeline.from_pipe(sd.pipe, controlnet=net)
+    pipe.set_progress_bar_config(disable=True)
+    ours = pipe("a circle", image=outline, num_inference_steps=3, generator=torch.Generator().manual_seed(7)).images[0]
+    base = difflab.generate(sd, prompt="a circle", **FAST)[0]
+    assert (pixels(ours) == pixels(base.image)).all()
+
+
+def test_controlnet_training_writes_a_loadable_recorded_controlnet_and_a_grid(cn_run, outline):
+    from difflab.checkpoints import training_record
+    from difflab.shapes import world
+    record = training_record(cn_run / "controlnet" / "diffusion_pytorch_model.safetensors")
+    assert record["method"] == "controlnet" and record["base"]["name"] == "tiny" and record["step"] == 4
+    trained = difflab.load("tiny", controlnet=str(cn_run / "controlnet"), progress=False)
+    out = difflab.generate(trained, prompt="a circle", control_image=outline, **FAST)[0]
+    assert out.record["model"]["controlnet"][0]["kind"] == "folder"
+    # the sample grid's rows are held-out captions with their outlines, the control image saved beside the samples
+    shown = np.asarray(Image.open(cn_run / "samples" / "steps" / "step-0000004" / "00-control.png"))
+    assert set(np.unique(shown)) <= {0, 255} and shown.any()
+    metrics = [json.loads(x) for x in (cn_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "val_loss" in m] == [2, 4]
+    image, scene = world.item(0)
+    edges = world.outline(np.any(scene.masks, axis=0))[..., 0] > 0
+    assert edges.sum() > 0 and not (edges & ~np.any(scene.masks, axis=0)).any()   # on the objects' rims only
+
+
+def test_a_stopped_controlnet_run_resumes_exactly(cn_run, tmp_path):
+    from safetensors.torch import load_file
+    from difflab.train.config import load_config
+    from difflab.train.loop import train
+    cfg = load_config(None, CN_TRAIN)
+    cut = train(cfg, out=tmp_path, progress=False, stop_after=3)
+    assert not (cut / "controlnet").exists()
+    train(cfg, out=tmp_path, progress=False, resume=cut)
+    a = load_file(cn_run / "controlnet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(cut / "controlnet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_controlnet_folder_data_in_diffusers_layout(tmp_path):
+    from difflab.train.config import DataConfig
+    from difflab.train.data import folder
+    (tmp_path / "conditioning").mkdir()
+    lines = []
+    for i in range(3):
+        Image.new("RGB", (80, 64), (10 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        Image.new("RGB", (80, 64), (0, 0, 50 * i)).save(tmp_path / "conditioning" / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "conditioning_image": f"conditioning/{i}.png",
+                                 "text": f"item {i}"}))
+    (tmp_path / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = folder(DataConfig(name="folder", folder=str(tmp_path)), 32, controls=True)
+    assert data.images.shape == data.controls.shape == (3, 3, 32, 32)
+    assert data.captions == ["item 0", "item 1", "item 2"] and int(data.controls[2, 2, 0, 0]) == 100
+    (tmp_path / "metadata.jsonl").write_text("\n".join(lines[:2]) + "\n" + json.dumps(
+        {"file_name": "2.png", "text": "item 2"}) + "\n")
+    with pytest.raises(InputError, match="data.folder: '2.png' has no conditioning_image in metadata.jsonl"):
+        folder(DataConfig(name="folder", folder=str(tmp_path)), 32, controls=True)

@@ -17,7 +17,7 @@ from ..errors import InputError
 
 PARTS = ("vae", "unet", "text_encoder")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-METHODS = ("full", "lora", "dreambooth", "textual_inversion")
+METHODS = ("full", "lora", "dreambooth", "textual_inversion", "controlnet")
 
 
 @dataclass
@@ -193,6 +193,13 @@ class TrainConfig:
             raise InputError(f"method: {self.method!r} is not known; choose one of {', '.join(METHODS)}")
         if self.method != "full" and self.base is None:
             raise InputError(f"base: method {self.method} fine-tunes a model; name one (a folder, hub id, shapes)")
+        if self.method == "controlnet":
+            if self.validation.held_out < 1:
+                raise InputError("validation.held_out: method controlnet draws its sample grid from held-out "
+                                 "(caption, control image) pairs; hold out at least 1")
+            if self.data.crop != "center" or self.data.flip:
+                raise InputError("data.crop: a ControlNet's image and control image must stay aligned; use crop "
+                                 "center and flip false")
         if self.method != "full" and "vae" in self.train:
             raise InputError(f"train: method {self.method} trains unet or text_encoder, not the VAE")
         if self.uses_lora:
@@ -230,7 +237,7 @@ class TrainConfig:
             raise InputError(f"data.name: {d.name!r} is not known; use shapes or folder")
         if d.name == "folder" and not d.folder:
             raise InputError("data.folder: missing; data.name folder needs the folder of images")
-        if d.name == "shapes" and self.method != "full":
+        if d.name == "shapes" and self.method not in ("full", "controlnet"):
             raise InputError(f"data.name: shapes is the world's training split; method {self.method} needs a folder "
                              f"(data.name: folder, data.folder: ...; `difflab shapes-folder` writes one)")
         if d.crop not in ("center", "random"):

@@ -31,6 +31,7 @@ class Dataset:
     masks: torch.Tensor | None = None     # (N, 1, H, W) bool: where the objects are (the shapes world)
     resized: list[torch.Tensor] | None = None   # folder data with random crops: each image, shorter side = H
     digest: str = ""          # sha256 of the images and captions, recorded in what is trained on them
+    controls: torch.Tensor | None = None   # (N, 3, H, W) uint8: ControlNet's control images, aligned with `images`
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -41,7 +42,8 @@ class Dataset:
 
         def part(sl):
             return Dataset(self.images[sl], self.captions[sl], None if self.masks is None else self.masks[sl],
-                           None if self.resized is None else self.resized[sl], self.digest)
+                           None if self.resized is None else self.resized[sl], self.digest,
+                           None if self.controls is None else self.controls[sl])
         return part(slice(0, n)), part(slice(n, None))
 
     def batch(self, idx: torch.Tensor, crop: str, flip: bool, g: torch.Generator) -> torch.Tensor:
@@ -63,8 +65,9 @@ class Dataset:
         return images
 
 
-def shapes(cfg: DataConfig, progress: bool = True) -> Dataset:
-    """Items 0..size-1 of the shapes world's training split."""
+def shapes(cfg: DataConfig, progress: bool = True, controls: bool = False) -> Dataset:
+    """Items 0..size-1 of the shapes world's training split; with `controls`, each with the outlines of its objects
+    as its control image (`world.outline`)."""
     import io
 
     from ..shapes import world
@@ -84,12 +87,37 @@ def shapes(cfg: DataConfig, progress: bool = True) -> Dataset:
                             captions=np.array(json.dumps(captions)))
         atomic_write(path, buf.getvalue())
     with np.load(path) as data:
+        outlines = torch.from_numpy(np.stack([world.outline(m) for m in data["masks"]])).permute(0, 3, 1, 2) \
+            if controls else None
         return Dataset(torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous(),
                        json.loads(str(data["captions"])), torch.from_numpy(data["masks"])[:, None],
-                       digest=f"shapes-{world.VERSION}-train-{cfg.size}")
+                       digest=f"shapes-{world.VERSION}-train-{cfg.size}", controls=outlines)
 
 
-def _captions(folder: Path, images: list[Path], instance_prompt: str | None) -> list[str]:
+def _metadata(folder: Path) -> dict[str, dict]:
+    """metadata.jsonl's rows by file_name (diffusers' image-folder convention), each naming a file of the folder."""
+    rows = {}
+    meta = folder / "metadata.jsonl"
+    if not meta.is_file():
+        return rows
+    for n, line in enumerate(meta.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            row["text"] = row["text"] if "text" in row else row["caption"]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"data.folder: {str(meta)!r} line {n} is not a JSON object with file_name and text (or "
+                             f"caption)") from None
+        for key in ("file_name", "conditioning_image"):
+            if key in row and not (folder / str(row[key])).is_file():
+                raise InputError(f"data.folder: {str(meta)!r} line {n} names {row[key]!r} ({key}), which is not "
+                                 f"in the folder")
+        rows[row["file_name"]] = row
+    return rows
+
+
+def _captions(folder: Path, images: list[Path], instance_prompt: str | None, rows: dict) -> list[str]:
     """One caption per image: the instance prompt, else metadata.jsonl, else NAME.txt; a missing one is an error,
     and so is a caption file without its image (renamed or deleted: its caption would silently go unused)."""
     stems = {p.stem for p in images}
@@ -98,26 +126,11 @@ def _captions(folder: Path, images: list[Path], instance_prompt: str | None) -> 
             raise InputError(f"data.folder: caption {str(txt)!r} has no image beside it ({txt.stem}.png, .jpg, ...)")
     if instance_prompt is not None:
         return [instance_prompt] * len(images)
-    by_name = {}
-    meta = folder / "metadata.jsonl"
-    if meta.is_file():
-        for n, line in enumerate(meta.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                by_name[row["file_name"]] = row["text"] if "text" in row else row["caption"]
-            except (ValueError, KeyError, TypeError):
-                raise InputError(f"data.folder: {str(meta)!r} line {n} is not a JSON object with file_name and "
-                                 f"text (or caption)") from None
-            if not (folder / row["file_name"]).is_file():
-                raise InputError(f"data.folder: {str(meta)!r} line {n} names {row['file_name']!r}, which is not "
-                                 f"in the folder")
     captions = []
     for p in images:
         txt = p.with_suffix(".txt")
-        if p.name in by_name:
-            captions.append(str(by_name[p.name]))
+        if p.name in rows:
+            captions.append(str(rows[p.name]["text"]))
         elif txt.is_file():
             captions.append(txt.read_text().strip())
         else:
@@ -126,14 +139,43 @@ def _captions(folder: Path, images: list[Path], instance_prompt: str | None) -> 
     return captions
 
 
-def folder(cfg: DataConfig, size: int) -> Dataset:
-    """The images of `cfg.folder` and their captions, at the model's `size` (see the module's docstring)."""
+def _open_rgb(path: Path):
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"data.folder: {str(path)!r} is not a readable image ({e})") from None
+
+
+def _fit(im, size: int) -> torch.Tensor:
+    """(3, h, w) uint8 with the shorter side resized to `size`."""
+    from PIL import Image
+
+    scale = size / min(im.size)
+    w, h = max(size, round(im.size[0] * scale)), max(size, round(im.size[1] * scale))
+    im = im.resize((w, h), Image.Resampling.LANCZOS) if (w, h) != im.size else im
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
+def _centre(x: torch.Tensor, size: int) -> torch.Tensor:
+    top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
+    return x[:, top:top + size, left:left + size]
+
+
+def folder(cfg: DataConfig, size: int, controls: bool = False) -> Dataset:
+    """The images of `cfg.folder` and their captions, at the model's `size` (see the module's docstring); with
+    `controls`, each image's control image too: metadata.jsonl's `conditioning_image` (diffusers' ControlNet layout:
+    file_name, conditioning_image, text), resized and cut as the image is."""
     root = Path(cfg.folder).expanduser()
     if not root.is_dir():
         raise InputError(f"data.folder: {str(root)!r} is not a folder")
-    files = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    rows = _metadata(root)
+    conditioning = {(root / str(r["conditioning_image"])).resolve() for r in rows.values() if "conditioning_image" in r}
+    holders = {p.parent for p in conditioning}   # a conditioning/ subfolder is part of the layout, not stray data
+    files = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.resolve() not in conditioning
+                   and p.resolve() not in holders)
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     other = [p for p in files if p not in images and p.suffix != ".txt" and p.name != "metadata.jsonl"]
     if other:
@@ -141,28 +183,34 @@ def folder(cfg: DataConfig, size: int) -> Dataset:
                          f"NAME.txt captions or a metadata.jsonl)")
     if not images:
         raise InputError(f"data.folder: {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    captions = _captions(root, images, cfg.instance_prompt)
+    captions = _captions(root, images, cfg.instance_prompt, rows)
+    if controls:
+        missing = [p.name for p in images if "conditioning_image" not in rows.get(p.name, {})]
+        if missing:
+            raise InputError(f"data.folder: {missing[0]!r} has no conditioning_image in metadata.jsonl (a ControlNet "
+                             f"trains on lines of file_name, conditioning_image and text)")
     digest = hashlib.sha256()
-    centre, resized = [], []
+    centre, resized, control = [], [], []
     for p, caption in zip(images, captions):
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as e:
-            raise InputError(f"data.folder: {str(p)!r} is not a readable image ({e})") from None
+        im = _open_rgb(p)
         if min(im.size) < size and not cfg.upscale:
             raise InputError(f"data.folder: {str(p)!r} is {im.size[0]}x{im.size[1]}, smaller than the model's "
                              f"{size}x{size}; use larger images or data.upscale: true")
         digest.update(hashlib.sha256(p.read_bytes()).digest() + caption.encode() + b"\0")
-        scale = size / min(im.size)
-        w, h = max(size, round(im.size[0] * scale)), max(size, round(im.size[1] * scale))
-        im = im.resize((w, h), Image.Resampling.LANCZOS) if (w, h) != im.size else im
-        x = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
-        top, left = (h - size) // 2, (w - size) // 2
-        centre.append(x[:, top:top + size, left:left + size])
+        x = _fit(im, size)
+        centre.append(_centre(x, size))
         resized.append(x)
+        if controls:
+            c = root / str(rows[p.name]["conditioning_image"])
+            cond = _open_rgb(c)
+            if cond.size != im.size:
+                raise InputError(f"data.folder: {str(c)!r} is {cond.size[0]}x{cond.size[1]}, its image "
+                                 f"{im.size[0]}x{im.size[1]}; a control image must match its image")
+            digest.update(hashlib.sha256(c.read_bytes()).digest())
+            control.append(_centre(_fit(cond, size), size))
     return Dataset(torch.stack(centre).contiguous(), captions, None,
-                   resized if cfg.crop == "random" else None, digest.hexdigest())
+                   resized if cfg.crop == "random" else None, digest.hexdigest(),
+                   torch.stack(control).contiguous() if controls else None)
 
 
 def class_images(base: str, prompt: str, count: int, steps: int, guidance: float, size: int,

@@ -77,7 +77,17 @@ def vae_loss(vae, x0, mask, g, cfg: TrainConfig) -> torch.Tensor:
     return l1 + cfg.kl_weight * posterior.kl().mean()
 
 
-def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: float | None) -> torch.Tensor:
+def predict_noise(unet, z_t, t, context, controlnet=None, control=None) -> torch.Tensor:
+    """The UNet's epsilon; with a ControlNet, its features of the control image (in [0, 1], as diffusers' ControlNet
+    pipelines give it) are added to the UNet's skip connections and middle block."""
+    if controlnet is None:
+        return unet(z_t, t, context).sample
+    down, mid = controlnet(z_t, t, context, controlnet_cond=control, return_dict=False)
+    return unet(z_t, t, context, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+
+
+def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: float | None, controlnet=None,
+                   control=None) -> torch.Tensor:
     """Per-item epsilon-prediction MSE; with `snr_gamma`, each timestep weighted by min(SNR, gamma) / SNR (Min-SNR,
     Hang et al. 2023): the many nearly clean timesteps stop dominating, and layout and colour are learnt sooner."""
     from diffusers.training_utils import compute_snr
@@ -85,7 +95,7 @@ def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: f
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=g).to(z0.device)
     noise = torch.randn(z0.shape, generator=g).to(z0.device)
     context = text_encoder(ids)[0]
-    pred = unet(noise_scheduler.add_noise(z0, noise, t), t, context).sample
+    pred = predict_noise(unet, noise_scheduler.add_noise(z0, noise, t), t, context, controlnet, control)
     per_item = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
     if snr_gamma is None:
         return per_item
@@ -94,7 +104,8 @@ def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: f
 
 
 @torch.no_grad()
-def validation_loss(unet, text_encoder, noise_scheduler, z0, ids, timesteps: list[int], seed: int) -> float:
+def validation_loss(unet, text_encoder, noise_scheduler, z0, ids, timesteps: list[int], seed: int, controlnet=None,
+                    control=None) -> float:
     """Plain epsilon MSE of held-out latents at fixed timesteps with fixed noise: the same question at every step,
     so the numbers compare across steps (rising while the training loss falls: overfitting)."""
     noise = torch.randn((len(timesteps),) + tuple(z0.shape), generator=torch.Generator().manual_seed(seed))
@@ -102,32 +113,48 @@ def validation_loss(unet, text_encoder, noise_scheduler, z0, ids, timesteps: lis
     losses = []
     for t, n in zip(timesteps, noise.to(z0.device)):
         tt = torch.full((len(z0),), t, device=z0.device)
-        pred = unet(noise_scheduler.add_noise(z0, n, tt), tt, context).sample
+        pred = predict_noise(unet, noise_scheduler.add_noise(z0, n, tt), tt, context, controlnet, control)
         losses.append(F.mse_loss(pred.float(), n).item())
     return sum(losses) / len(losses)
 
 
 @torch.no_grad()
-def sample_images(parts: Parts, cfg: TrainConfig) -> list[list]:
-    """The sample prompts (rows) x seeds (columns), DPM++ 2M Karras."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+def sample_images(parts: Parts, cfg: TrainConfig, prompts: list[str], controls: list | None = None) -> list[list]:
+    """The sample prompts (rows) x seeds (columns), DPM++ 2M Karras; with a ControlNet, each prompt with its control
+    image."""
+    import diffusers
 
-    pipe = StableDiffusionPipeline(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
-                                   unet=parts.unet, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False, scheduler=DPMSolverMultistepScheduler(
-                                       **SD15_BETAS, steps_offset=1, use_karras_sigmas=True))
+    components = dict(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
+                      safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+                      scheduler=diffusers.DPMSolverMultistepScheduler(**SD15_BETAS, steps_offset=1,
+                                                                      use_karras_sigmas=True))
+    if parts.controlnet is not None:
+        pipe = diffusers.StableDiffusionControlNetPipeline(**components, controlnet=parts.controlnet)
+    else:
+        pipe = diffusers.StableDiffusionPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
     s = cfg.sample
     rows = []
-    for prompt in s.prompts:
+    for i, prompt in enumerate(prompts):
         gens = [torch.Generator().manual_seed(seed) for seed in s.seeds]
+        extra = {"image": controls[i]} if controls else {}
         rows.append(pipe(prompt, num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
-                         num_images_per_prompt=len(gens), generator=gens).images)
+                         num_images_per_prompt=len(gens), generator=gens, **extra).images)
     return rows
 
 
+def sample_rows(cfg: TrainConfig, held_out: Dataset) -> tuple[list[str], list | None]:
+    """(prompts, control images or None) of the sample grids: the config's prompts; for a ControlNet, the first
+    (up to 4) held-out captions with their control images (never trained on: does it follow new outlines?)."""
+    if cfg.method != "controlnet":
+        return cfg.sample.prompts, None
+    n = min(4, len(held_out))
+    return held_out.captions[:n], [to_pil(c.float() / 127.5 - 1) for c in held_out.controls[:n]]
+
+
 @torch.no_grad()
-def save_samples(parts: Parts, cfg: TrainConfig, data: Dataset, run_dir: Path, step: int, device) -> Path:
+def save_samples(parts: Parts, cfg: TrainConfig, data: Dataset, run_dir: Path, step: int, device,
+                 rows_spec: tuple[list[str], list | None]) -> Path:
     """The VAE stage: inputs over their reconstructions. The other stages: the sample prompts x seeds at this step
     (samples/step-N.png), each image kept (samples/steps/), and samples/over-steps.png made again from them."""
     path = run_dir / "samples" / f"step-{step:07d}.png"
@@ -138,26 +165,31 @@ def save_samples(parts: Parts, cfg: TrainConfig, data: Dataset, run_dir: Path, s
         return runs.save_image(labelled_grid(rows, [""] * 8, ["input", "reconstruction"], f"{cfg.name}: VAE",
                                              4_000_000), path)
     s = cfg.sample
-    rows = sample_images(parts, cfg)
+    prompts, controls = rows_spec
+    rows = sample_images(parts, cfg, prompts, controls)
+    if controls:   # the control image first in each row
+        rows = [[control] + images for control, images in zip(controls, rows)]
+    columns = (["control"] if controls else []) + [f"seed {x}" for x in s.seeds]
     for i, images in enumerate(rows):
-        for seed, image in zip(s.seeds, images):
-            runs.save_image(image, run_dir / "samples" / "steps" / f"step-{step:07d}" / f"{i:02d}-seed-{seed}.png")
-    grid = labelled_grid([[[im] for im in images] for images in rows], [f"seed {x}" for x in s.seeds], s.prompts,
+        for name, image in zip(columns, images):
+            runs.save_image(image, run_dir / "samples" / "steps" / f"step-{step:07d}" /
+                            f"{i:02d}-{name.replace(' ', '-')}.png")
+    grid = labelled_grid([[[im] for im in images] for images in rows], columns, prompts,
                          f"{cfg.name}: DPM++ 2M Karras, {s.num_inference_steps} steps, CFG {s.guidance_scale}",
                          4_000_000)
-    runs.save_image(_over_steps(run_dir, cfg), run_dir / "samples" / "over-steps.png")
+    runs.save_image(_over_steps(run_dir, cfg, prompts), run_dir / "samples" / "over-steps.png")
     return runs.save_image(grid, path)
 
 
-def _over_steps(run_dir: Path, cfg: TrainConfig):
+def _over_steps(run_dir: Path, cfg: TrainConfig, prompts: list[str]):
     """One grid of every sample so far: rows are (prompt, seed), columns the steps. When did it learn, when did it
-    start to overfit."""
+    start to overfit (a ControlNet: when did it suddenly start to follow its control images)."""
     from PIL import Image
 
     steps = sorted((run_dir / "samples" / "steps").glob("step-*"))
     s = cfg.sample
     rows, labels = [], []
-    for i, prompt in enumerate(s.prompts):
+    for i, prompt in enumerate(prompts):
         for seed in s.seeds:
             labels.append(f"{prompt} / seed {seed}")
             row = []
@@ -210,8 +242,9 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     # --- parts, data (training, held out, DreamBooth's class images), what is trained
     parts = load_parts(cfg)
     size = image_size(cfg, parts)
-    data = (datasets.shapes(cfg.data, progress=progress and main) if cfg.data.name == "shapes"
-            else datasets.folder(cfg.data, size))
+    controls = cfg.method == "controlnet"
+    data = (datasets.shapes(cfg.data, progress=progress and main, controls=controls) if cfg.data.name == "shapes"
+            else datasets.folder(cfg.data, size, controls=controls))
     if cfg.validation.held_out >= len(data):
         raise InputError(f"validation.held_out: {cfg.validation.held_out} leaves no training data of {len(data)} "
                          f"items; hold out fewer")
@@ -226,8 +259,10 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
             prior = datasets.class_images(cfg.base, db.class_prompt, db.class_images, db.class_steps, db.class_guidance,
                                  size, progress=progress and main)
     trainable = methods.prepare(parts, cfg)
-    for name in ("vae", "unet", "text_encoder"):
-        getattr(parts, name).to(device)
+    for name in ("vae", "unet", "text_encoder", "controlnet"):
+        if getattr(parts, name) is not None:
+            getattr(parts, name).to(device)
+    rows_spec = sample_rows(cfg, held_out)
     weights = trainable.weights
     noise_scheduler = DDPMScheduler(**SD15_BETAS, clip_sample=False)
     augment = cfg.data.crop == "random" or cfg.data.flip
@@ -243,6 +278,9 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
 
     def part(model, name: str):
         return model[name] if name in model else getattr(parts, name)
+
+    def control_images(dataset: Dataset, idx) -> torch.Tensor | None:
+        return None if dataset.controls is None else (dataset.controls[idx].float() / 255).to(device)
 
     def loss_at(model, step: int) -> torch.Tensor:
         """The loss of this rank's batch at `step`; everything random in it comes from (seed, step, rank)."""
@@ -261,7 +299,8 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         drop = torch.rand(len(batch_ids), generator=g) < cfg.data.caption_dropout
         batch_ids = torch.where(drop[:, None], empty, batch_ids).to(device)
         per_item = denoising_loss(part(model, "unet"), part(model, "text_encoder"), noise_scheduler,
-                                  z0.to(device), batch_ids, g, cfg.snr_gamma)
+                                  z0.to(device), batch_ids, g, cfg.snr_gamma, part(model, "controlnet"),
+                                  control_images(data, idx))
         if prior is None:
             return per_item.mean()
         return per_item[:len(idx)].mean() + db.prior_loss_weight * per_item[len(idx):].mean()
@@ -270,7 +309,8 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         if "vae" in cfg.train or not len(held_out):
             return None
         return validation_loss(part(model, "unet"), part(model, "text_encoder"), noise_scheduler,
-                               val_latents, val_ids, cfg.validation.timesteps, cfg.seed)
+                               val_latents, val_ids, cfg.validation.timesteps, cfg.seed, part(model, "controlnet"),
+                               control_images(held_out, slice(None)))
 
     # --- precision: `auto` times this very step in float32 and bf16 on a CPU (rank 0 decides for all)
     modules = trainable.modules
@@ -344,7 +384,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
                 with ema_weights(weights, ema):
                     wrapped.eval()
                     val = validate(model)
-                    grid = save_samples(parts, cfg, data, run_dir, step, device)
+                    grid = save_samples(parts, cfg, data, run_dir, step, device, rows_spec)
                 tracker.log_image(grid, "samples", {"step": step}, step)
             metrics.count(cfg.batch_size * world * k)
             loss_all = accelerator.reduce(loss.detach().float() * k, "mean").item()

@@ -9,6 +9,9 @@
 - `textual_inversion`: one new token whose embedding is the only thing trained. Output: `embedding/` holding
   `learned_embeds.safetensors` (`pipe.load_textual_inversion`, `difflab --textual-inversion`; AUTOMATIC1111
   reads the same single-tensor file).
+- `controlnet`: a ControlNet (Zhang et al. 2023) made from the base UNet (`ControlNetModel.from_unet`: a copy of its
+  encoder and middle block, zero convolutions out) and trained alone; the whole base model stays frozen. Output:
+  `controlnet/`, a ControlNetModel folder (`ControlNetModel.from_pretrained`, `difflab --controlnet`).
 Every output records where it came from (base model id and hash, method, data hash, the whole config) in its
 safetensors metadata under the key `difflab`; `checkpoints.training_record(path)` reads it back.
 """
@@ -63,6 +66,9 @@ def prepare(parts: Parts, cfg: TrainConfig) -> Trainable:
     elif cfg.method == "textual_inversion":
         names = ["text_encoder"]
         after_step = _add_token(parts, cfg.textual_inversion.token, cfg.textual_inversion.initializer)
+    elif cfg.method == "controlnet":
+        names = ["controlnet"]
+        parts.controlnet = make_controlnet(parts, cfg.seed)
     else:
         names = list(cfg.train)
         for name in names:
@@ -76,6 +82,19 @@ def prepare(parts: Parts, cfg: TrainConfig) -> Trainable:
     weights = {f"{name}.{key}": p for name in names for key, p in getattr(parts, name).named_parameters()
                if p.requires_grad}
     return Trainable(modules, weights, after_step)
+
+
+def make_controlnet(parts: Parts, seed: int):
+    """A ControlNet of the base UNet whose control-image encoder downsamples as much as the VAE does (diffusers'
+    default (16, 32, 96, 256) is SD's factor 8; the shapes VAE's factor 4 takes the first three)."""
+    from diffusers import ControlNetModel
+
+    from .models import vae_factor
+
+    levels = vae_factor(parts.vae).bit_length()   # factor 2**(levels - 1)
+    torch.manual_seed(seed)   # the control-image encoder's random start
+    net = ControlNetModel.from_unet(parts.unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels])
+    return net.requires_grad_(True)
 
 
 def _add_token(parts: Parts, token: str, initializer: str):
@@ -121,6 +140,8 @@ def save_outputs(parts: Parts, cfg: TrainConfig, run_dir: Path, info: dict) -> P
         return save_lora(parts, cfg, run_dir / "lora", info)
     if cfg.method == "textual_inversion":
         return save_embedding(parts, cfg.textual_inversion.token, run_dir / "embedding", info)
+    if cfg.method == "controlnet":
+        return save_controlnet(parts.controlnet, run_dir / "controlnet", info)
     folder = save_pipeline(parts, run_dir / "model")
     if cfg.base is not None:   # a fine-tuned folder says what it was tuned from in its trained parts' weights
         for name in cfg.train:
@@ -151,6 +172,21 @@ def save_lora(parts: Parts, cfg: TrainConfig, folder: Path, info: dict) -> Path:
             kohya[key] = torch.tensor(float(cfg.lora.alpha))
         _save(kohya, folder / f"{cfg.name}.kohya.safetensors", info, {"ss_network_dim": str(cfg.lora.rank),
                                                                        "ss_network_alpha": str(cfg.lora.alpha)})
+    return folder
+
+
+def save_controlnet(net, folder: Path, info: dict) -> Path:
+    """`save_pretrained` into a temporary folder, the record added to the weights' metadata, then renamed into place."""
+    import shutil
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    net.save_pretrained(tmp)
+    for path in tmp.glob("*.safetensors"):
+        _rewrite_with_metadata(path, info)
+    publish_mode(tmp, folder=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
     return folder
 
 

@@ -27,6 +27,7 @@ class Parts:
     text_encoder: torch.nn.Module
     tokenizer: object
     base: dict | None = None   # the model they came from: name, id, hash (None: built here)
+    controlnet: torch.nn.Module | None = None   # method controlnet: the trainable copy of the UNet's encoder
 
 
 def _groups(channels: list[int]) -> int:
