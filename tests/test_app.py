@@ -203,3 +203,37 @@ def test_end_to_end_in_a_real_browser(server, tmp_path):
             if (difflab.read_metadata(p)["difflab"] or {}).get("prompt") == PROMPT]
     assert len(made) == 1
     assert "Steps: 30" in difflab.read_metadata(made[0])["parameters"]
+
+
+def test_controlnet_tab_takes_a_control_image_and_mask_from_words(tmp_path, difflab_cache, photo_file):
+    """`difflab app --controlnet`: text2img takes a control image (resized when the box says so, preprocessed as
+    chosen), and the same image as the CLI would make; inpaint takes a mask from words."""
+    from gradio_client import handle_file
+
+    from difflab.app import launch
+    from difflab.control import preprocess
+
+    port = free_port()
+    page = launch("tiny", port=port, results=tmp_path / "res", block=False, controlnet=["tiny-controlnet"])
+    try:
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        big = tmp_path / "control.png"
+        Image.open(photo_file).resize((96, 96)).save(big)
+        *_, details = client.predict("a circle", "", 3, 7.5, 0, 0, 4, 1, "default", handle_file(str(big)), "canny",
+                                     True, 0.5, 0.0, 1.0, api_name="/text2img")
+        out = Path(details["files"][0])
+        record = difflab.read_metadata(out)["difflab"]
+        assert record["controlnet_conditioning_scale"] == 0.5 and record["control_preprocess"] == "canny"
+        shown = Image.open(out.parent / "control_0.png")
+        assert shown.size == (64, 64)
+        expected = preprocess(Image.open(big).convert("RGB").resize((64, 64), Image.LANCZOS), "canny")
+        assert (pixels(shown) == pixels(expected)).all()
+        *_, details = client.predict("a blue square", "", 3, 7.5, 4, 1, "default", 1.0,
+                                     {"background": handle_file(str(photo_file)), "layers": [], "composite": None},
+                                     "", 0, True, "red circle", 2.0, handle_file(str(big)), "none", True, 1.0, 0.0,
+                                     1.0, api_name="/inpaint")
+        record = difflab.read_metadata(details["files"][0])["difflab"]
+        assert record["mask_from"] == "red circle" and record["mask_threshold"] == 2.0
+        assert (Path(details["files"][0]).parent / "mask.png").is_file()
+    finally:
+        page.close()

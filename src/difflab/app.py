@@ -1,6 +1,8 @@
 """The web UI: `difflab app`. Gradio Blocks over the very calls the CLI makes, one generation at a time.
 
-Tabs: text to image, image to image, inpaint (draw the mask, or give boxes), sweep, gallery. Every request is
+Tabs: text to image, image to image, inpaint (draw the mask, give boxes, or name what to repaint: masks from words),
+sweep, gallery; with `--controlnet`, each generation tab takes a control image (its preprocessed preview shown) and the
+ControlNet's weight and guidance window. Every request is
 validated by `GenerationParams` (bad input is a message in the page, never a traceback), runs on a worker thread
 that holds the device lock, streams a preview every step, and stops within one step on Cancel. Images are written
 to results/ with the CLI's metadata. The server binds 127.0.0.1 and serves files from results/ and its own
@@ -53,8 +55,10 @@ def drawn_mask(editor) -> tuple[object, object]:
 
 
 def request(task: str, prompt: str, negative_prompt: str, steps, guidance, width, height, seed, num_images,
-            scheduler, strength=None, boxes: str = "", mask_blur=0.0, keep_unmasked=False) -> GenerationParams:
-    """One validated request from the form; raises InputError naming the field, as the CLI does."""
+            scheduler, strength=None, boxes: str = "", mask_blur=0.0, keep_unmasked=False, mask_from: str = "",
+            mask_threshold=3.0, **control) -> GenerationParams:
+    """One validated request from the form; raises InputError naming the field, as the CLI does. `control`: the
+    ControlNet fields (control_preprocess, controlnet_conditioning_scale, control_guidance_start/end)."""
     fields = {"task": task, "prompt": prompt, "negative_prompt": negative_prompt or "",
               "num_inference_steps": _int(steps, "num_inference_steps"), "guidance_scale": guidance,
               "seed": _int(seed, "seed"), "num_images": _int(num_images, "num_images"),
@@ -64,8 +68,9 @@ def request(task: str, prompt: str, negative_prompt: str, steps, guidance, width
     else:
         fields["strength"] = strength
     if task == "inpaint":
-        fields.update(boxes=parse_boxes(boxes), mask_blur=mask_blur or 0.0, keep_unmasked=bool(keep_unmasked))
-    return GenerationParams.from_dict(fields).validate()
+        fields.update(boxes=parse_boxes(boxes), mask_blur=mask_blur or 0.0, keep_unmasked=bool(keep_unmasked),
+                      mask_from=(mask_from or "").strip(), mask_threshold=mask_threshold)
+    return GenerationParams.from_dict({**fields, **control}).validate()
 
 
 def _int(value, field: str):
@@ -81,8 +86,9 @@ def _int(value, field: str):
 class Studio:
     """The loaded model, the device lock, and the cancel flag of the job under way."""
 
-    def __init__(self, model: str, results, device: str = "auto", dtype: str = "auto", lora=()):
+    def __init__(self, model: str, results, device: str = "auto", dtype: str = "auto", lora=(), controlnet=()):
         self.model_name, self.device, self.dtype, self.lora = model, device, dtype, list(lora)
+        self.controlnet = list(controlnet)
         self.results = Path(results).resolve()
         self.results.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
@@ -93,7 +99,8 @@ class Studio:
     def model(self):
         if self._model is None:
             from .pipelines import load
-            self._model = load(self.model_name, device=self.device, dtype=self.dtype, lora=self.lora, progress=False)
+            self._model = load(self.model_name, device=self.device, dtype=self.dtype, lora=self.lora,
+                               controlnet=self.controlnet, progress=False)
         return self._model
 
     def stop_current(self) -> None:
@@ -101,7 +108,7 @@ class Studio:
         self.cancel.set()
 
     def run(self, requests: list[GenerationParams], image, mask, events: queue.Queue,
-            cancel: threading.Event) -> None:
+            cancel: threading.Event, control=None) -> None:
         """Generate every request into one run folder (as the CLI does); report previews, results and errors on
         `events`. `cancel` is this job's own flag: set before the device is free, the job never starts."""
         from .generate import generate_run
@@ -123,7 +130,8 @@ class Studio:
         with self.lock:
             self.cancel = cancel
             try:
-                run = generate_run(self.model, requests, image=image, mask_image=mask, out=self.results,
+                run = generate_run(self.model, requests, image=image, mask_image=mask, control_image=control,
+                                   out=self.results,
                                    name=f"app-{requests[0].task}-{requests[0].prompt or 'image'}",
                                    command=["difflab", "app"], callback=on_step, cancel=cancel, on_saved=on_saved)
                 events.put(("done", (run.status, run.dir, run.images)))
@@ -137,11 +145,11 @@ def _files(paths) -> list[str]:
     return [str(p) for p in paths]
 
 
-def generation_stream(studio: Studio, requests, image, mask, progress):
+def generation_stream(studio: Studio, requests, image, mask, progress, control=None):
     """Run on a worker thread and yield (preview, gallery, status, details) as it goes."""
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
-    worker = threading.Thread(target=studio.run, args=(requests, image, mask, events, cancel), daemon=True)
+    worker = threading.Thread(target=studio.run, args=(requests, image, mask, events, cancel, control), daemon=True)
     worker.start()
     n = len(requests)
     try:
@@ -210,11 +218,19 @@ def outputs_column(task: str) -> dict:
     return o
 
 
+CONTROL_FIELDS = ("control_preprocess", "controlnet_conditioning_scale", "control_guidance_start",
+                  "control_guidance_end", "resize_control")
+
+
 def requests_from(task: str, v: dict) -> tuple[list[GenerationParams], object, object]:
     """(requests, input image, drawn mask) from a generation tab's values, by widget name."""
+    control = {k: v[k] for k in CONTROL_FIELDS if k in v}
     reqs = [request(task, p, v["negative_prompt"], v["steps"], v["guidance"], v.get("width"), v.get("height"),
                     v["seed"], v["num_images"], v["scheduler"], v.get("strength"), v.get("boxes", ""),
-                    v.get("mask_blur", 0.0), v.get("keep_unmasked", False)) for p in prompts_of(v["prompt"])]
+                    v.get("mask_blur", 0.0), v.get("keep_unmasked", False), v.get("mask_from", ""),
+                    v.get("mask_threshold", 3.0), **control) for p in prompts_of(v["prompt"])]
+    if "control_image" in v and v["control_image"] is None:
+        raise InputError("control_image: give a control image for the ControlNet (upload one)")
     if task == "img2img":
         if v["image"] is None:
             raise InputError("image: give an input image (upload one, or send one from another tab)")
@@ -223,10 +239,38 @@ def requests_from(task: str, v: dict) -> tuple[list[GenerationParams], object, o
         image, mask = drawn_mask(v["editor"])
         if image is None:
             raise InputError("image: give an image to inpaint (upload one, or send one from another tab)")
-        if mask is None and not reqs[0].boxes:
-            raise InputError("mask_image: paint the area to repaint on the image, or give boxes")
+        if mask is None and not reqs[0].boxes and not reqs[0].mask_from:
+            raise InputError("mask_image: paint the area to repaint on the image, give boxes, or name it (mask "
+                             "from words)")
         return reqs, image, mask
     return reqs, None, None
+
+
+def control_widgets(task: str) -> dict:
+    """The ControlNet's inputs (one control image for all loaded ControlNets' first), with the preprocessed image
+    shown as it will be used."""
+    from .control import PREPROCESSORS, SCALE_RANGE, preprocess
+
+    w = {}
+    with gr.Accordion("ControlNet", open=True):
+        with gr.Row():
+            w["control_image"] = gr.Image(label="Control image", type="pil", elem_id=f"{task}-control-image")
+            preview = gr.Image(label="What the ControlNet sees", type="pil", interactive=False,
+                               elem_id=f"{task}-control-preview")
+        with gr.Row():
+            w["control_preprocess"] = gr.Dropdown(list(PREPROCESSORS), value="none", label="Preprocessor")
+            w["resize_control"] = gr.Checkbox(value=True, label="Resize the control image to the image's size")
+        with gr.Row():
+            w["controlnet_conditioning_scale"] = gr.Slider(*SCALE_RANGE, value=1.0, step=0.05, label="Weight")
+            w["control_guidance_start"] = gr.Slider(0, 1, value=0.0, step=0.05, label="Start (fraction of steps)")
+            w["control_guidance_end"] = gr.Slider(0, 1, value=1.0, step=0.05, label="End (fraction of steps)")
+
+    def show(image, module):
+        return None if image is None else preprocess(image, module)
+
+    for trigger in (w["control_image"].change, w["control_preprocess"].change):
+        trigger(show, [w["control_image"], w["control_preprocess"]], preview, queue=False, api_visibility="private")
+    return w
 
 
 def generation_tab(studio: Studio, task: str) -> dict:
@@ -245,6 +289,13 @@ def generation_tab(studio: Studio, task: str) -> dict:
                 with gr.Row():
                     extra["mask_blur"] = gr.Slider(0, 32, value=4, step=1, label="Mask blur")
                     extra["keep_unmasked"] = gr.Checkbox(value=True, label="Keep unmasked pixels exactly")
+                with gr.Row():
+                    extra["mask_from"] = gr.Textbox(label="Mask from words: repaint where the model sees them "
+                                                          "(DiffEdit), e.g. red circle", lines=1)
+                    extra["mask_threshold"] = gr.Slider(0.5, 8, value=3.0, step=0.1,
+                                                        label="Mask threshold (lower: larger mask)")
+            if studio.controlnet:
+                extra.update(control_widgets(task))
             fields = {**params_column(task), **extra}  # the API takes them in this order
         with gr.Column():
             out = outputs_column(task)
@@ -254,7 +305,9 @@ def generation_tab(studio: Studio, task: str) -> dict:
             requests, image, mask = requests_from(task, dict(zip(fields, values)))
         except InputError as e:
             raise gr.Error(str(e), print_exception=False)
-        yield from generation_stream(studio, requests, image, mask, progress)
+        control = dict(zip(fields, values)).get("control_image")   # one image drives every loaded ControlNet
+        yield from generation_stream(studio, requests, image, mask, progress,
+                                     None if control is None else [control] * len(studio.controlnet))
 
     event = out["go"].click(start, list(fields.values()), [out["preview"], out["gallery"], out["status"],
                                                            out["details"]],
@@ -450,10 +503,11 @@ def gallery_tab(studio: Studio) -> dict:
 
 
 def launch(model: str = "shapes", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           results=runs.DEFAULT_ROOT, device: str = "auto", dtype: str = "auto", block: bool = True, lora=()):
+           results=runs.DEFAULT_ROOT, device: str = "auto", dtype: str = "auto", block: bool = True, lora=(),
+           controlnet=()):
     """Start the server (one job at a time; only results/ and Gradio's own files are served); `lora`: LoRAs
-    ('PATH[:WEIGHT]') applied to every image."""
-    studio = Studio(model, results, device, dtype, lora)
+    ('PATH[:WEIGHT]') applied to every image; `controlnet`: ControlNets, each tab then takes a control image."""
+    studio = Studio(model, results, device, dtype, lora, controlnet)
     studio.model  # load now: a bad model fails here, not at the first click
     page = build(studio)
     page.queue(default_concurrency_limit=1)

@@ -168,12 +168,13 @@ def build_parser() -> Parser:
                                    "names; the run's model/ folder is a diffusers pipeline.")
     _add_run_args(p, "training", "--set steps=500 --set base=results/<vae run>/model",
                   "continue a run from its latest checkpoint")
-    p = sub.add_parser("finetune", help="fine-tune any model: LoRA, DreamBooth, textual inversion, full "
-                                        "(configs/finetune/*.yaml)",
+    p = sub.add_parser("finetune", help="fine-tune any model: LoRA, DreamBooth, textual inversion, full, or train a "
+                                        "ControlNet (configs/finetune/*.yaml)",
                        description="Fine-tune a model difflab loads (`base`) on a folder of images: method lora, "
-                                   "dreambooth, textual_inversion or full. The run folder holds validation grids over "
-                                   "steps, metrics with a validation loss, checkpoints, and lora/, embedding/ or "
-                                   "model/.")
+                                   "dreambooth, textual_inversion, full, or controlnet (outlines of the shapes world, "
+                                   "or a folder with conditioning images). The run folder holds validation grids over "
+                                   "steps, metrics with a validation loss, checkpoints, and lora/, embedding/, "
+                                   "controlnet/ or model/.")
     _add_run_args(p, "fine-tuning", "--set base=shapes --set lora.rank=8",
                   "continue a run from its latest checkpoint")
     p = sub.add_parser("shapes-folder", help="write renders of a shapes-world prompt as a fine-tuning folder",
@@ -226,6 +227,8 @@ def build_parser() -> Parser:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     p.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
                    help="LoRA weights for every image, each with its own weight; repeatable")
+    p.add_argument("--controlnet", action="append", default=[], metavar="ID_OR_PATH",
+                   help="a ControlNet: every tab then takes a control image (repeatable: one image drives all)")
     p.add_argument("--results", default=str(runs.DEFAULT_ROOT), help="where images are written and served from")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
@@ -559,12 +562,16 @@ def cmd_app(args) -> int:
         raise InputError(f"port: {args.port} is not allowed; use 1 .. 65535")
     pipelines.check_device_dtype(args.device, args.dtype)
     pipelines.resolve_source(args.model)
+    from .control import resolve
+    for spec in args.controlnet:
+        resolve(spec)
     try:
         from .app import launch
     except ImportError as e:
         raise InputError(f"app: needs gradio ({e.name} is not installed): pip install 'difflab[app]'") from None
 
-    launch(args.model, args.host, args.port, args.share, args.results, args.device, args.dtype, lora=args.lora)
+    launch(args.model, args.host, args.port, args.share, args.results, args.device, args.dtype, lora=args.lora,
+           controlnet=args.controlnet)
     return 0
 
 

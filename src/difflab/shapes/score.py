@@ -130,3 +130,78 @@ def concept(draw, template: str, shape: str, colours=("red", "blue", "green", "y
             found["colour"].append(any(o.colour == colour for o in objects))
             found["both"].append(any(o.shape == shape and o.colour == colour for o in objects))
     return {k: round(sum(v) / len(v), 4) for k, v in found.items()} | {"images": len(found["shape"])}
+
+
+def _iou(a, b) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+def _median(values) -> float:
+    import numpy as np
+    return round(float(np.median(values)), 4) if len(values) else 0.0
+
+
+def control_fidelity(model, n: int = 100, control: bool = True, split: str = "val", **params) -> dict:
+    """How well a ControlNet for outlines is followed, on `n` items of `split` (never trained on): each item's caption
+    with the outlines of its objects as the control image (or, `control=False`, the caption alone: the reference).
+    `iou`: median IoU between the objects the judge finds and the region the outlines enclose; `colours`: the share
+    of items where every colour the caption names is found."""
+    import numpy as np
+    from PIL import Image
+
+    from ..generate import generate
+
+    ious, colours = [], []
+    for i in range(n):
+        _, scene = world.item(i, split)
+        region = np.any(scene.masks, axis=0)
+        extra = {"control_image": Image.fromarray(world.outline(region))} if control else {}
+        image = generate(model, prompt=scene.prompt.text, seed=i, **extra, **params)[0].image
+        _, found = judge.read(image)
+        drawn = np.any([f.mask for f in found], axis=0) if found else np.zeros_like(region)
+        ious.append(_iou(drawn, region))
+        wanted = {t.colour for t in scene.prompt.things if t.colour}
+        if wanted:
+            colours.append(wanted <= {f.colour for f in found})
+    return {"iou_median": _median(ious), "iou_mean": round(float(np.mean(ious)), 4),
+            "colours": round(sum(colours) / max(len(colours), 1), 4), "items": n, "items_with_colours": len(colours)}
+
+
+def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, split: str = "val", **params) -> dict:
+    """Masks from words (DiffEdit) against the true masks, and inpainting through them, on `n` items of `split`: the
+    words are the first object's "colour shape"; `iou` is the median IoU of the words' mask with that object's mask.
+    Then the object is repainted in another colour (prompt "a NEW shape", the mask from the words, unmasked pixels
+    kept): `edited` is the share where the judge finds an object of the new colour and shape over the old one's place
+    and every other object as it was."""
+    import numpy as np
+
+    from ..control import mask_from_words
+    from ..errors import InputError
+    from ..generate import generate
+
+    ious, edited = [], []
+    pipe = model.pipeline("inpaint")
+    for i in range(n):
+        image, scene = world.item(i, split)
+        target, others = scene.objects[0], list(zip(scene.objects[1:], scene.masks[1:]))
+        truth = scene.masks[0]
+        try:
+            mask = np.asarray(mask_from_words(pipe, image, f"{target.colour} {target.shape}", threshold)) > 0
+        except InputError:   # no region found: an empty mask, nothing edited
+            ious.append(0.0)
+            edited.append(False)
+            continue
+        ious.append(_iou(mask, truth))
+        new = next(c for c in ("red", "blue", "green", "yellow") if c != target.colour)
+        out = generate(model, task="inpaint", prompt=f"a {new} {target.shape}", image=image, seed=i,
+                       mask_from=f"{target.colour} {target.shape}", mask_threshold=threshold, keep_unmasked=True,
+                       **params)[0].image
+        _, found = judge.read(out)
+        replaced = any(f.colour == new and f.shape == target.shape and (f.mask & truth).sum() > 0.5 * truth.sum()
+                       for f in found)
+        kept = all(any(f.colour == o.colour and f.shape == o.shape and (f.mask & m).sum() > 0.5 * m.sum()
+                       for f in found) for o, m in others)
+        edited.append(replaced and kept)
+    return {"iou_median": _median(ious), "iou_mean": round(float(np.mean(ious)), 4),
+            "edited": round(sum(edited) / max(len(edited), 1), 4), "items": n, "threshold": threshold}

@@ -1,0 +1,97 @@
+"""Control measured on the shapes world (issue 15), side by side in one run:
+- ControlNet: train configs/finetune/shapes_controlnet.yaml (or take a finished run's controlnet/), then on 100
+  validation items (never trained on) the median IoU between the objects the judge finds and the region their
+  outlines enclose, and how often the caption's colours are obeyed, with the outline as control and without it;
+  and over the training steps, on the run's own sample grid (held-out outlines, filled, against the judge's objects
+  in each saved sample): the "sudden convergence" step;
+- masks from words (DiffEdit): the median IoU of the mask from "colour shape" with the true object mask, and how
+  often inpainting through it repaints the object in a new colour and leaves the others, per threshold.
+
+    python bench/bench_control.py                                   # trains first (about 10 CPU minutes)
+    python bench/bench_control.py --controlnet results/<run>/controlnet --items 100
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def over_steps(run: Path) -> dict[int, float]:
+    """The mean IoU of the run's saved samples (held-out captions and outlines) with the region their outline encloses,
+    at each sample step."""
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    from difflab.shapes import judge
+
+    curve = {}
+    for step_dir in sorted((run / "samples" / "steps").glob("step-*")):
+        ious = []
+        for control in sorted(step_dir.glob("*-control.png")):
+            region = ndimage.binary_fill_holes(np.asarray(Image.open(control).convert("L")) > 127)
+            for sample in sorted(step_dir.glob(control.name.replace("control", "seed-*"))):
+                _, found = judge.read(Image.open(sample))
+                drawn = np.any([f.mask for f in found], axis=0) if found else np.zeros_like(region)
+                ious.append((drawn & region).sum() / max((drawn | region).sum(), 1))
+        curve[int(step_dir.name[5:])] = round(float(np.mean(ious)), 3)
+    return curve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/finetune/shapes_controlnet.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--controlnet", help="a trained controlnet/ folder (skip training)")
+    ap.add_argument("--items", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--thresholds", type=float, nargs="*", default=[2.0, 3.0, 4.0])
+    ap.add_argument("--out", default="results")
+    args = ap.parse_args()
+
+    import difflab
+    from difflab.shapes import score
+
+    params = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, scheduler="dpm++_2m_karras")
+    results = {"params": params, "items": args.items}
+    if args.controlnet:
+        controlnet = Path(args.controlnet)
+    else:
+        from difflab.train.config import load_config
+        from difflab.train.loop import train
+        start = time.perf_counter()
+        run = train(load_config(args.config, args.overrides), out=args.out)
+        results["train_seconds"] = round(time.perf_counter() - start, 1)
+        controlnet = run / "controlnet"
+    results["controlnet"] = str(controlnet)
+
+    print(f"{'model':<34} {'IoU median':>10} {'IoU mean':>9} {'colours':>8}")
+    base = difflab.load("shapes", progress=False)
+    rows = {"no control": score.control_fidelity(base, args.items, control=False, **params)}
+    cn = difflab.load("shapes", controlnet=str(controlnet), progress=False)
+    rows["controlnet (outline)"] = score.control_fidelity(cn, args.items, **params)
+    for name, r in rows.items():
+        print(f"{name:<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} {r['colours']:>8.3f}")
+    results["control"] = rows
+    results["over_steps"] = over_steps(controlnet.parent)
+    print(f"\n{'step':>6} {'sample IoU (mean of held-out samples)':>38}")
+    for step, iou in results["over_steps"].items():
+        print(f"{step:>6} {iou:>38.3f}")
+
+    print(f"\n{'masks from words':<34} {'IoU median':>10} {'IoU mean':>9} {'edited':>8}")
+    results["words"] = {}
+    for threshold in args.thresholds:
+        r = score.words_mask_fidelity(base, args.items, threshold=threshold, **params)
+        results["words"][threshold] = r
+        print(f"{'threshold ' + format(threshold, 'g'):<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} "
+              f"{r['edited']:>8.3f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
