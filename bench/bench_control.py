@@ -51,15 +51,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--thresholds", type=float, nargs="*", default=[2.0, 3.0, 4.0])
+    ap.add_argument("--only", choices=("control", "words"), help="measure one of the two")
     ap.add_argument("--out", default="results")
     args = ap.parse_args()
 
     import difflab
-    from difflab.shapes import score
 
     params = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, scheduler="dpm++_2m_karras")
     results = {"params": params, "items": args.items}
-    if args.controlnet:
+    if args.only == "words":
+        controlnet = None
+    elif args.controlnet:
         controlnet = Path(args.controlnet)
     else:
         from difflab.train.config import load_config
@@ -69,9 +71,19 @@ def main() -> None:
         results["train_seconds"] = round(time.perf_counter() - start, 1)
         controlnet = run / "controlnet"
     results["controlnet"] = str(controlnet)
+    base = difflab.load("shapes", progress=False)
+    if args.only != "words":
+        measure_control(args, base, controlnet, params, results)
+    if args.only != "control":
+        measure_words(args, base, params, results)
+    print(json.dumps(results))
+
+
+def measure_control(args, base, controlnet: Path, params: dict, results: dict) -> None:
+    import difflab
+    from difflab.shapes import score
 
     print(f"{'model':<34} {'IoU median':>10} {'IoU mean':>9} {'colours':>8}")
-    base = difflab.load("shapes", progress=False)
     rows = {"no control": score.control_fidelity(base, args.items, control=False, **params)}
     cn = difflab.load("shapes", controlnet=str(controlnet), progress=False)
     rows["controlnet (outline)"] = score.control_fidelity(cn, args.items, **params)
@@ -83,14 +95,17 @@ def main() -> None:
     for step, iou in results["over_steps"].items():
         print(f"{step:>6} {iou:>38.3f}")
 
+
+def measure_words(args, base, params: dict, results: dict) -> None:
+    from difflab.shapes import score
+
     print(f"\n{'masks from words':<34} {'IoU median':>10} {'IoU mean':>9} {'edited':>8}")
     results["words"] = {}
     for threshold in args.thresholds:
         r = score.words_mask_fidelity(base, args.items, threshold=threshold, **params)
         results["words"][threshold] = r
         print(f"{'threshold ' + format(threshold, 'g'):<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} "
-              f"{r['edited']:>8.3f}")
-    print(json.dumps(results))
+              f"{r['edited']:>8.3f}", flush=True)
 
 
 if __name__ == "__main__":

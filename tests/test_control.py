@@ -10,7 +10,7 @@ from helpers import pixels
 from PIL import Image, ImageChops, ImageDraw
 
 import difflab
-from difflab import InputError, control, metadata
+from difflab import InputError, control, metadata, pipelines
 from difflab.cli import main
 
 FAST = dict(num_inference_steps=3, seed=7)
@@ -173,9 +173,9 @@ def test_controlnet_of_another_architecture_is_refused(sd, tmp_path):
                                          r"\[32, 32\], the model's \[32, 64\]"):
         difflab.load("tiny", controlnet=str(tmp_path / "cn"), progress=False)
     with pytest.raises(InputError, match="controlnet: folder .* has no config.json"):
-        control.resolve(str(tmp_path))
+        pipelines.resolve_controlnet(str(tmp_path))
     with pytest.raises(InputError, match="controlnet: hub id 'nobody/no-controlnet' is not in the local"):
-        control.resolve("nobody/no-controlnet")
+        pipelines.resolve_controlnet("nobody/no-controlnet")
     with pytest.raises(InputError, match="control_image: no ControlNet is loaded"):
         difflab.generate(sd, prompt="x", control_image=Image.new("RGB", (64, 64)), **FAST)
 

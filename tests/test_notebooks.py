@@ -16,7 +16,7 @@ OFFLINE = "configs/notebooks/offline.yaml"
 QUICK = "configs/notebooks/quick.yaml"
 ATTENTION_RATIO = 2.0
 NAMES = ["01_text_to_image", "02_inpainting", "03_image_to_image", "04_ddpm_from_scratch",
-         "05_inside_stable_diffusion", "06_latent_diffusion_from_scratch", "07_fine_tuning"]
+         "05_inside_stable_diffusion", "06_latent_diffusion_from_scratch", "07_fine_tuning", "08_controlnet"]
 
 
 @pytest.mark.parametrize("path", notebooks.available(), ids=lambda p: p.stem)
@@ -137,6 +137,11 @@ def test_notebook_figures_are_in_range(executed):
     assert set(tuning["heart_by_lora_scale"]) == {"0.0", "1.0"} and set(tuning["measured"]) == {"base", "prior", "no prior"}
     assert tuning["heart_by_lora_scale"]["0.0"] == tuning["measured"]["base"]["shape"]   # scale 0 is the base model
     assert all(m["images"] == 4 and 0 <= m["overall"] <= 1 for m in tuning["measured"].values())
+    control = results["08_controlnet"].numbers
+    assert set(control["iou_over_steps"]) == {"2", "4"} and all(0 <= v <= 1 for v in control["iou_over_steps"].values())
+    assert set(control["fidelity"]) == {"with the outline", "caption only"}
+    assert all(f["items"] == 2 and 0 <= f["iou_median"] <= 1 for f in control["fidelity"].values())
+    assert 0 <= control["mask_from_words_iou"] <= 1
 
 
 @pytest.mark.slow

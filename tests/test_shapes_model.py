@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,17 +15,33 @@ import difflab
 from difflab.shapes.model import cache_folder
 
 LOAD = "import difflab; m = difflab.load('shapes-quick', progress=False); print(m.source.path)"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_process(cache):
+def _load_process(cache, home):
     return subprocess.Popen([sys.executable, "-c", LOAD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "DIFFLAB_CACHE": str(cache)})
+                            env={**os.environ, "DIFFLAB_CACHE": str(cache), "DIFFLAB_HOME": str(home)})
 
 
-def test_first_use_trains_once_for_two_processes_and_a_killed_training_leaves_nothing(tmp_path):
-    cache = tmp_path / "cache"
+def _small_home(home: Path) -> Path:
+    """A DIFFLAB_HOME whose shapes-quick recipe is the real one cut to a few steps on a few images: the first-use
+    machinery (lock, kill, atomic publish, training record) is what is tested, not the model, and the full quick
+    recipe takes minutes on a slow CPU."""
+    (home / "notebooks").mkdir(parents=True)
+    (home / "configs" / "shapes").mkdir(parents=True)
+    for name, cut in (("quick_vae.yaml", {"steps": 20, "checkpoint_every": 5, "sample_every": 20}),
+                      ("quick_unet.yaml", {"steps": 6, "checkpoint_every": 3, "sample_every": 6})):
+        config = yaml.safe_load((ROOT / "configs" / "shapes" / name).read_text())
+        config.update(cut, mixed_precision="fp32", data={**config["data"], "size": 64}, batch_size=8)
+        (home / "configs" / "shapes" / name).write_text(yaml.safe_dump(config))
+    return home
+
+
+def test_first_use_trains_once_for_two_processes_and_a_killed_training_leaves_nothing(tmp_path, monkeypatch):
+    cache, home = tmp_path / "cache", _small_home(tmp_path / "home")
+    monkeypatch.setenv("DIFFLAB_HOME", str(home))
     folder = cache / "models" / cache_folder("shapes-quick").name
-    killed = _load_process(cache)                       # killed while it trains: nothing is left to load
+    killed = _load_process(cache, home)                 # killed while it trains: nothing is left to load
     deadline = time.time() + 300
     while time.time() < deadline and not list((cache / "models").glob(".shapes-quick-training-*/runs/*")):
         time.sleep(0.2)
@@ -32,7 +49,7 @@ def test_first_use_trains_once_for_two_processes_and_a_killed_training_leaves_no
     killed.wait()
     assert not folder.exists()
 
-    first, second = _load_process(cache), _load_process(cache)   # both ask at once: one trains, one waits
+    first, second = _load_process(cache, home), _load_process(cache, home)   # both ask at once: one trains, one waits
     outputs = [p.communicate(timeout=900) for p in (first, second)]
     assert all(p.returncode == 0 for p in (first, second)), outputs
     assert [out.strip().splitlines()[-1] for out, _ in outputs] == [str(folder)] * 2

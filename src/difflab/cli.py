@@ -348,10 +348,8 @@ def cmd_generate(args) -> int:
 def _check_control(args, params, record) -> list[str]:
     """The control images, checked against the ControlNets before any model loads (their size is checked once the
     model's default size is known, before anything is written)."""
-    from . import control
-
     for spec in args.controlnet:
-        control.resolve(spec)
+        pipelines.resolve_controlnet(spec)
     for field in ("control_preprocess", "controlnet_conditioning_scale", "control_guidance_start",
                   "control_guidance_end"):
         params.per_controlnet(field, max(1, len(args.controlnet)))
@@ -562,9 +560,8 @@ def cmd_app(args) -> int:
         raise InputError(f"port: {args.port} is not allowed; use 1 .. 65535")
     pipelines.check_device_dtype(args.device, args.dtype)
     pipelines.resolve_source(args.model)
-    from .control import resolve
     for spec in args.controlnet:
-        resolve(spec)
+        pipelines.resolve_controlnet(spec)
     try:
         from .app import launch
     except ImportError as e:

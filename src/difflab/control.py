@@ -2,26 +2,23 @@
 
 ControlNet (Zhang et al. 2023, "Adding Conditional Control to Text-to-Image Diffusion Models") adds a trainable
 copy of the UNet's encoder that reads a control image (edges, a pose, an outline) and adds its features to the
-frozen UNet's skip connections through zero-initialised convolutions. difflab loads them as diffusers'
-`ControlNetModel` and runs diffusers' ControlNet pipelines (made with `from_pipe`, see pipelines.py).
+frozen UNet's skip connections through zero-initialised convolutions. pipelines.py loads them as diffusers'
+`ControlNetModel` (checking that they fit the model) and runs diffusers' ControlNet pipelines (made with
+`from_pipe`); this module holds what turns an image into a control image.
 
 Masks from words are DiffEdit's (Couairon et al. 2022, "DiffEdit: Diffusion-based semantic image editing with
 mask guidance"): noise the image half-way, predict the noise with the words and with a neutral prompt, and keep
 where the two predictions differ most: the region those words are about. It needs no other weights.
 
-Resolving where a ControlNet comes from and preprocessing are torch-free (the CLI checks before importing torch).
+Preprocessing is torch-free (the CLI checks before importing torch).
 """
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .errors import InputError
-from .tiny import TINY_CONTROLNET
 
 PREPROCESSORS = ("none", "canny")
 CANNY_THRESHOLDS = (100, 200)  # lllyasviel's ControlNet canny annotator (cv2.Canny's low, high on 0..255 pixels)
@@ -56,89 +53,6 @@ def preprocess(image: Image.Image, name: str) -> Image.Image:
 def check_preprocessor(name) -> None:
     if name not in PREPROCESSORS:
         raise InputError(f"control_preprocess: {name!r} is not allowed; choose one of {', '.join(PREPROCESSORS)}")
-
-
-# --- where a ControlNet comes from
-
-def resolve(spec: str) -> dict:
-    """{'id', 'kind' (tiny | folder | file | hub), 'path', 'name'} of a ControlNet, failing at once on what
-    cannot be loaded (no network wait)."""
-    from .pipelines import PICKLE_SUFFIXES, _download_hint, _hub_offline
-
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError(f"controlnet: {spec!r} is not allowed; give a hub id, a folder, a .safetensors file or "
-                         f"{TINY_CONTROLNET}")
-    if spec == TINY_CONTROLNET:
-        return {"id": spec, "kind": "tiny", "path": None, "name": spec}
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise InputError(f"controlnet: folder {spec!r} has no config.json; give a ControlNetModel folder "
-                             f"(save_pretrained), e.g. a training run's controlnet/")
-        return {"id": spec, "kind": "folder", "path": str(path.resolve()), "name": path.resolve().name}
-    if path.is_file():
-        if path.suffix.lower() != ".safetensors":
-            what = "a pickle checkpoint, which can run code when loaded" if path.suffix.lower() in PICKLE_SUFFIXES \
-                else "not a .safetensors file"
-            raise InputError(f"controlnet: {spec!r} is {what}; difflab loads ControlNets from .safetensors")
-        return {"id": spec, "kind": "file", "path": str(path.resolve()), "name": path.stem}
-    if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", spec) or spec.startswith((".", "/", "~")):
-        raise InputError(f"controlnet: {spec!r} does not exist; give a hub id (org/name), a ControlNet folder, a "
-                         f".safetensors file, or {TINY_CONTROLNET}")
-    if _hub_offline():
-        from huggingface_hub import try_to_load_from_cache
-        if not isinstance(try_to_load_from_cache(spec, "config.json"), str):
-            raise InputError(f"controlnet: hub id {spec!r} is not in the local Hugging Face cache and the hub is "
-                             f"offline (HF_HUB_OFFLINE=1); {_download_hint(spec)}")
-    return {"id": spec, "kind": "hub", "path": None, "name": spec}
-
-
-def _weights_hash(source: dict) -> str | None:
-    from .pipelines import file_sha256
-
-    if source["kind"] == "file":
-        return file_sha256(source["path"])
-    if source["kind"] == "hub":
-        from huggingface_hub import try_to_load_from_cache
-        cached = try_to_load_from_cache(source["id"], "diffusion_pytorch_model.safetensors")
-        return file_sha256(cached) if isinstance(cached, str) else None
-    found = sorted(Path(source["path"]).glob("*.safetensors"))
-    return file_sha256(found[0]) if found else None
-
-
-def load_controlnet(spec: str, torch_dtype, unet, vae_scale_factor: int):
-    """(ControlNetModel, record) for `spec`, refused with one line when it does not fit `unet`."""
-    from diffusers import ControlNetModel
-
-    source = resolve(spec)
-    try:
-        if source["kind"] == "tiny":
-            from .tiny import tiny_path
-            source["path"] = str(tiny_path(source["id"]))
-        if source["kind"] in ("tiny", "folder"):
-            net = ControlNetModel.from_pretrained(source["path"], torch_dtype=torch_dtype, use_safetensors=True)
-        elif source["kind"] == "file":
-            net = ControlNetModel.from_single_file(source["path"], torch_dtype=torch_dtype)
-        else:
-            net = ControlNetModel.from_pretrained(source["id"], torch_dtype=torch_dtype, use_safetensors=True)
-    except (OSError, ValueError) as e:
-        raise InputError(f"controlnet: could not load {spec!r} ({str(e).splitlines()[0][:200]})") from None
-    check_fits(net, unet, vae_scale_factor, source["name"])
-    return net, {**source, "hash": _weights_hash(source)}
-
-
-def check_fits(controlnet, unet, vae_scale_factor: int, name: str) -> None:
-    """A ControlNet adds its features to the UNet's skip connections: their widths, the text width and the control
-    image's downsampling to latents must all be the base model's."""
-    c, u = controlnet.config, unet.config
-    factor = 2 ** (len(c.conditioning_embedding_out_channels) - 1)
-    for field, mine, theirs in (("block_out_channels", list(c.block_out_channels), list(u.block_out_channels)),
-                                ("cross_attention_dim", c.cross_attention_dim, u.cross_attention_dim),
-                                ("layers_per_block", c.layers_per_block, u.layers_per_block),
-                                ("control downsampling", factor, vae_scale_factor)):
-        if mine != theirs:
-            raise InputError(f"controlnet: {name!r} does not fit this model: its {field} is {mine}, the model's "
-                             f"{theirs} (a ControlNet for another architecture?)")
 
 
 # --- masks from words (DiffEdit)

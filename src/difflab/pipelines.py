@@ -134,6 +134,84 @@ def weights_hash(source: ModelSource) -> str | None:
     return file_sha256(weights) if weights else None
 
 
+# --- ControlNets: where one comes from, and whether it fits the model
+
+def resolve_controlnet(spec: str) -> dict:
+    """{'id', 'kind' (tiny | folder | file | hub), 'path', 'name'} of a ControlNet, failing at once on what
+    cannot be loaded (no network wait)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"controlnet: {spec!r} is not allowed; give a hub id, a folder, a .safetensors file or "
+                         f"{tiny.TINY_CONTROLNET}")
+    if spec == tiny.TINY_CONTROLNET:
+        return {"id": spec, "kind": "tiny", "path": None, "name": spec}
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"controlnet: folder {spec!r} has no config.json; give a ControlNetModel folder "
+                             f"(save_pretrained), e.g. a training run's controlnet/")
+        return {"id": spec, "kind": "folder", "path": str(path.resolve()), "name": path.resolve().name}
+    if path.is_file():
+        if path.suffix.lower() != ".safetensors":
+            what = "a pickle checkpoint, which can run code when loaded" if path.suffix.lower() in PICKLE_SUFFIXES \
+                else "not a .safetensors file"
+            raise InputError(f"controlnet: {spec!r} is {what}; difflab loads ControlNets from .safetensors")
+        return {"id": spec, "kind": "file", "path": str(path.resolve()), "name": path.stem}
+    if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", spec) or spec.startswith((".", "/", "~")):
+        raise InputError(f"controlnet: {spec!r} does not exist; give a hub id (org/name), a ControlNet folder, a "
+                         f".safetensors file, or {tiny.TINY_CONTROLNET}")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+        if not isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            raise InputError(f"controlnet: hub id {spec!r} is not in the local Hugging Face cache and the hub is "
+                             f"offline (HF_HUB_OFFLINE=1); {_download_hint(spec)}")
+    return {"id": spec, "kind": "hub", "path": None, "name": spec}
+
+
+def _controlnet_hash(source: dict) -> str | None:
+    if source["kind"] == "file":
+        return file_sha256(source["path"])
+    if source["kind"] == "hub":
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(source["id"], "diffusion_pytorch_model.safetensors")
+        return file_sha256(cached) if isinstance(cached, str) else None
+    found = sorted(Path(source["path"]).glob("*.safetensors"))
+    return file_sha256(found[0]) if found else None
+
+
+def load_controlnet(spec: str, torch_dtype, unet, vae_scale_factor: int):
+    """(ControlNetModel, record) for `spec`, refused with one line when it does not fit `unet`."""
+    from diffusers import ControlNetModel
+
+    source = resolve_controlnet(spec)
+    try:
+        if source["kind"] == "tiny":
+            source["path"] = str(tiny.tiny_path(source["id"]))
+        if source["kind"] in ("tiny", "folder"):
+            net = ControlNetModel.from_pretrained(source["path"], torch_dtype=torch_dtype, use_safetensors=True)
+        elif source["kind"] == "file":
+            net = ControlNetModel.from_single_file(source["path"], torch_dtype=torch_dtype)
+        else:
+            net = ControlNetModel.from_pretrained(source["id"], torch_dtype=torch_dtype, use_safetensors=True)
+    except (OSError, ValueError) as e:
+        raise InputError(f"controlnet: could not load {spec!r} ({str(e).splitlines()[0][:200]})") from None
+    check_fits(net, unet, vae_scale_factor, source["name"])
+    return net, {**source, "hash": _controlnet_hash(source)}
+
+
+def check_fits(controlnet, unet, vae_scale_factor: int, name: str) -> None:
+    """A ControlNet adds its features to the UNet's skip connections: their widths, the text width and the control
+    image's downsampling to latents must all be the base model's."""
+    c, u = controlnet.config, unet.config
+    factor = 2 ** (len(c.conditioning_embedding_out_channels) - 1)
+    for what, mine, theirs in (("block_out_channels", list(c.block_out_channels), list(u.block_out_channels)),
+                               ("cross_attention_dim", c.cross_attention_dim, u.cross_attention_dim),
+                               ("layers_per_block", c.layers_per_block, u.layers_per_block),
+                               ("control downsampling", factor, vae_scale_factor)):
+        if mine != theirs:
+            raise InputError(f"controlnet: {name!r} does not fit this model: its {what} is {mine}, the model's "
+                             f"{theirs} (a ControlNet for another architecture?)")
+
+
 # --- devices and dtypes
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -179,7 +257,7 @@ def resolve_dtype(dtype: str, device: str):
 
 
 HARMLESS_NOTICES = ("requires torchvision", "should be kept in float32: []",
-                    "No LoRA keys associated to CLIPTextModel")
+                    "No LoRA keys associated to CLIPTextModel", "StableDiffusionDiffEditPipeline has been deprecated")
 
 
 def _quiet_harmless_notices() -> None:
@@ -421,8 +499,6 @@ def load(model: str = "tiny", task: str = "text2img", *, device: str = "auto", d
 
     controlnets = []
     if controlnet:
-        from .control import load_controlnet
-
         nets = [load_controlnet(spec, torch_dtype, pipe.unet, pipe.vae_scale_factor)
                 for spec in ([controlnet] if isinstance(controlnet, (str, Path)) else controlnet)]
         controlnets = [record for _, record in nets]

@@ -175,6 +175,7 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, split: str 
     kept): `edited` is the share where the judge finds an object of the new colour and shape over the old one's place
     and every other object as it was."""
     import numpy as np
+    from PIL import Image
 
     from ..control import mask_from_words
     from ..errors import InputError
@@ -195,8 +196,7 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, split: str 
         ious.append(_iou(mask, truth))
         new = next(c for c in ("red", "blue", "green", "yellow") if c != target.colour)
         out = generate(model, task="inpaint", prompt=f"a {new} {target.shape}", image=image, seed=i,
-                       mask_from=f"{target.colour} {target.shape}", mask_threshold=threshold, keep_unmasked=True,
-                       **params)[0].image
+                       mask_image=Image.fromarray(mask), keep_unmasked=True, **params)[0].image   # = mask_from
         _, found = judge.read(out)
         replaced = any(f.colour == new and f.shape == target.shape and (f.mask & truth).sum() > 0.5 * truth.sum()
                        for f in found)
