@@ -312,3 +312,25 @@ def test_controlnet_folder_data_in_diffusers_layout(tmp_path):
         {"file_name": "2.png", "text": "item 2"}) + "\n")
     with pytest.raises(InputError, match="data.folder: '2.png' has no conditioning_image in metadata.jsonl"):
         folder(DataConfig(name="folder", folder=str(tmp_path)), 32, controls=True)
+
+
+def test_sweep_axis_over_the_mask_threshold_of_words(photo_file):
+    from difflab import sweep
+    spec = {"name": "words", "task": "inpaint", "model": "tiny", "image": str(photo_file),
+            "params": {"prompt": "a blue square", "mask_from": "red circle", "num_inference_steps": 2, "seed": 1},
+            "x": {"param": "mask_threshold", "values": [2.0, 4.0]}}
+    cells = sweep.plan(sweep.resolve(spec))
+    assert [c.params.mask_threshold for c in cells] == [2.0, 4.0] and cells[1].labels == {"x": "Mask threshold: 4.0"}
+    with pytest.raises(InputError, match="x.param: mask_threshold is not a parameter of text2img"):
+        sweep.resolve({**spec, "task": "text2img", "image": None, "params": {"prompt": "x"}})
+
+
+def test_a_detector_without_its_package_is_one_line_saying_what_to_install(tmp_path, photo_file, capsys):
+    argv = ["inpaint", "--model", "tiny", "--image", str(photo_file), "--mask-from-detector", "yolov8n-seg.pt:person",
+            "--prompt", "x", "--steps", "2", "--out", str(tmp_path / "res")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install ultralytics" in err and "yolov8n-seg.pt" in err
+    assert not (tmp_path / "res").exists()
+    assert main(argv[:6] + ["yolov8n-seg.pt"] + argv[7:]) == 2
+    assert "use WEIGHTS:CLASS" in capsys.readouterr().err

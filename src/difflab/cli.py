@@ -68,6 +68,9 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
                        help="resize a mask image of another size to the image's size")
         m.add_argument("--mask-from", metavar="WORDS",
                        help="repaint where the model places these words, e.g. 'red circle' (DiffEdit; no other weights)")
+        m.add_argument("--mask-from-detector", metavar="WEIGHTS:CLASS",
+                       help="repaint what a YOLO segmentation model finds (needs `pip install ultralytics` and its "
+                            "weights file, e.g. yolov8n-seg.pt:person; not installed by difflab)")
         m.add_argument("--mask-threshold", type=float,
                        help=f"for --mask-from: a pixel joins the mask where the words change the predicted noise by "
                             f"more than T/2 times its mean (default {d.mask_threshold:g}; lower: larger masks)")
@@ -116,7 +119,7 @@ ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "height": "height", "scheduler": "scheduler", "eta": "eta", "lora_scale": "lora_scale",
                 "strength": "strength", "dilate": "mask_dilate", "feather": "mask_blur",
                 "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask", "mask_from": "mask_from",
-                "mask_threshold": "mask_threshold", "control_preprocess": "control_preprocess",
+                "mask_threshold": "mask_threshold", "mask_from_detector": "mask_from_detector", "control_preprocess": "control_preprocess",
                 "control_scale": "controlnet_conditioning_scale", "control_start": "control_guidance_start",
                 "control_end": "control_guidance_end", "guess_mode": "guess_mode", "resize_control": "resize_control"}
 
@@ -350,6 +353,9 @@ def _check_control(args, params, record) -> list[str]:
     model's default size is known, before anything is written)."""
     for spec in args.controlnet:
         pipelines.resolve_controlnet(spec)
+    if params.mask_from_detector:
+        from .control import check_detector
+        check_detector(params.mask_from_detector)
     for field in ("control_preprocess", "controlnet_conditioning_scale", "control_guidance_start",
                   "control_guidance_end"):
         params.per_controlnet(field, max(1, len(args.controlnet)))

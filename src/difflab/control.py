@@ -83,3 +83,45 @@ def mask_from_words(pipe, image: Image.Image, words: str, threshold: float = 3.0
     if not mask.getbbox():
         raise InputError(f"mask_from: no region found for {words!r}; lower --mask-threshold (now {threshold:g})")
     return mask
+
+
+# --- masks from a detector: the user's optional choice (not installed by difflab)
+
+def check_detector(spec: str) -> tuple[str, str]:
+    """(weights, class) of 'WEIGHTS:CLASS', once the package and the file are known to be there (before any model
+    loads)."""
+    import importlib.util
+    from pathlib import Path
+
+    weights, _, wanted = str(spec).rpartition(":")
+    if not weights or not wanted:
+        raise InputError(f"mask_from_detector: {spec!r} is not allowed; use WEIGHTS:CLASS, e.g. yolov8n-seg.pt:person")
+    if importlib.util.find_spec("ultralytics") is None:
+        raise InputError("mask_from_detector: needs the ultralytics package, which difflab does not install (pip "
+                         "install ultralytics), and a YOLO segmentation weights file such as yolov8n-seg.pt "
+                         "(https://docs.ultralytics.com/tasks/segment/) passed as PATH:CLASS; or use --mask-from "
+                         "WORDS, which needs neither")
+    if not Path(weights).is_file():
+        raise InputError(f"mask_from_detector: weights {weights!r} do not exist; download a YOLO segmentation model "
+                         f"(e.g. yolov8n-seg.pt) and give its path")
+    return weights, wanted
+
+
+def mask_from_detector(image: Image.Image, spec: str) -> Image.Image:
+    """The union of the segmentation masks of class CLASS that a YOLO segmentation model finds in `image`, for
+    `spec` = 'WEIGHTS.pt:CLASS'. Needs the ultralytics package, which difflab does not install (it pulls torchvision
+    and loads pickled weights; the user chooses it), and a weights file the user has downloaded."""
+    from ultralytics import YOLO
+
+    weights, wanted = check_detector(spec)
+    result = YOLO(weights)(image.convert("RGB"), verbose=False)[0]
+    classes = [i for i, name in result.names.items() if name == wanted]
+    if not classes:
+        raise InputError(f"mask_from_detector: {wanted!r} is not a class of {weights!r}; it knows "
+                         f"{', '.join(sorted(result.names.values())[:20])}, ...")
+    found = [] if result.masks is None else [m for m, c in zip(result.masks.data.cpu().numpy(), result.boxes.cls.tolist())
+                                             if int(c) in classes]
+    if not found:
+        raise InputError(f"mask_from_detector: no {wanted!r} found in the image")
+    union = (np.max(np.stack(found), axis=0) > 0.5).astype(np.uint8) * 255
+    return Image.fromarray(union).resize(image.size, Image.NEAREST)

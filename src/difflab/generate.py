@@ -104,10 +104,12 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         height, width = params.height or default, params.width or default
     else:
         width, height = prepared.image.size
-    if params.mask_from:
-        from .control import mask_from_words
-        words_mask = mask_from_words(pipe, prepared.image, params.mask_from, params.mask_threshold)
-        prepared = inputs.prepare(params, image, mask_image, words_mask=words_mask)
+    if params.mask_from or params.mask_from_detector:
+        from .control import mask_from_detector, mask_from_words
+        found = [mask_from_words(pipe, prepared.image, params.mask_from, params.mask_threshold)] if params.mask_from \
+            else []
+        found += [mask_from_detector(prepared.image, params.mask_from_detector)] if params.mask_from_detector else []
+        prepared = inputs.prepare(params, image, mask_image, words_mask=_union(found))
     prepared.control, control_records = inputs.prepare_control(params, control_image, (width, height),
                                                                len(model.controlnets))
     if control_records:
@@ -166,6 +168,15 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
     }
     return [GeneratedImage(im, {**shared, "seed": seeds[i], "batch": {"seeds": seeds, "index": i}}, prepared)
             for i, im in enumerate(images)]
+
+
+def _union(masks_found: list):
+    from PIL import ImageChops
+
+    union = masks_found[0]
+    for mask in masks_found[1:]:
+        union = ImageChops.lighter(union, mask)
+    return union
 
 
 # --- reproducing an image from its file

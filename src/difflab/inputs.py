@@ -86,7 +86,7 @@ def prepare(params: GenerationParams, image=None, mask_image=None, words_mask=No
             mask_pil, records["mask_image"] = _open(mask_image, "mask_image")
             if params.resize_mask and mask_pil.size != pil.size:
                 mask_pil = mask_pil.resize(pil.size, Image.NEAREST)
-        elif not params.boxes and not params.ellipses and not params.mask_from:
+        elif not params.boxes and not params.ellipses and not params.mask_from and not params.mask_from_detector:
             raise InputError("mask_image: inpaint needs a mask image, a box, an ellipse or --mask-from WORDS")
         if mask_pil is not None or params.boxes or params.ellipses:
             mask = masks.make_mask(pil.size, params.boxes, params.ellipses, mask_pil, params.mask_dilate)

@@ -67,6 +67,7 @@ class GenerationParams:
     resize_mask: bool = False
     mask_from: str = ""              # inpaint: the mask where the model places these words (DiffEdit)
     mask_threshold: float = 3.0      # DiffEdit: a latent joins the mask where the difference > threshold/2 x its mean
+    mask_from_detector: str = ""     # inpaint: WEIGHTS:CLASS, a YOLO segmentation model's masks (optional package)
     # ControlNet (one value for all ControlNets, or a list with one per ControlNet); see difflab.control
     control_preprocess: str | list[str] = "none"
     controlnet_conditioning_scale: float | list[float] = 1.0
@@ -131,8 +132,10 @@ class GenerationParams:
         _check_int("mask_dilate", self.mask_dilate, low=0)
         _check_number("mask_blur", self.mask_blur, low=0.0, what="a number >= 0")
         _check_type("mask_from", self.mask_from, str)
-        if self.mask_from and self.task != "inpaint":
-            raise InputError(f"mask_from: masks are for inpaint only, not {self.task}")
+        _check_type("mask_from_detector", self.mask_from_detector, str)
+        for name in ("mask_from", "mask_from_detector"):
+            if getattr(self, name) and self.task != "inpaint":
+                raise InputError(f"{name}: masks are for inpaint only, not {self.task}")
         _check_number("mask_threshold", self.mask_threshold, low=0.0, what="a number > 0")
         if self.mask_threshold <= 0:
             raise InputError(f"mask_threshold: {self.mask_threshold!r} is not allowed; use a number > 0")
