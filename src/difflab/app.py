@@ -290,8 +290,8 @@ def generation_tab(studio: Studio, task: str) -> dict:
                     extra["mask_blur"] = gr.Slider(0, 32, value=4, step=1, label="Mask blur")
                     extra["keep_unmasked"] = gr.Checkbox(value=True, label="Keep unmasked pixels exactly")
                 with gr.Row():
-                    extra["mask_from"] = gr.Textbox(label="Mask from words: repaint where the model sees them "
-                                                          "(DiffEdit), e.g. red circle", lines=1)
+                    extra["mask_from"] = gr.Textbox(value="", lines=1, label="Mask from words: repaint where the model "
+                                                                             "sees them (DiffEdit), e.g. red circle")
                     extra["mask_threshold"] = gr.Slider(0.5, 8, value=3.0, step=0.1,
                                                         label="Mask threshold (lower: larger mask)")
             if studio.controlnet:

@@ -87,7 +87,8 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
     gives every image's seed explicitly instead (a sweep batches cells that differ only in seed).
     `image`/`mask_image` are PIL images or paths. `control_image`: one image (or path) per ControlNet of the model,
     preprocessed as `control_preprocess` says. With `mask_from`, the inpainting mask is where the model places those
-    words (DiffEdit; its noise has a fixed seed, so the mask depends on the image and the words alone). `callback` is diffusers'
+    words (DiffEdit; its noise has a fixed seed, so the mask depends on the image and the words alone); with
+    `mask_from_detector`, what a YOLO segmentation model finds. `callback` is diffusers'
     `callback_on_step_end(pipe, step, timestep, kwargs) -> kwargs`; set `pipe._interrupt = True` in it to stop.
     """
     params = _params(params, fields)
@@ -109,7 +110,7 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         found = [mask_from_words(pipe, prepared.image, params.mask_from, params.mask_threshold)] if params.mask_from \
             else []
         found += [mask_from_detector(prepared.image, params.mask_from_detector)] if params.mask_from_detector else []
-        prepared = inputs.prepare(params, image, mask_image, words_mask=_union(found))
+        prepared = inputs.prepare(params, image, mask_image, found_masks=found)
     prepared.control, control_records = inputs.prepare_control(params, control_image, (width, height),
                                                                len(model.controlnets))
     if control_records:
@@ -168,15 +169,6 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
     }
     return [GeneratedImage(im, {**shared, "seed": seeds[i], "batch": {"seeds": seeds, "index": i}}, prepared)
             for i, im in enumerate(images)]
-
-
-def _union(masks_found: list):
-    from PIL import ImageChops
-
-    union = masks_found[0]
-    for mask in masks_found[1:]:
-        union = ImageChops.lighter(union, mask)
-    return union
 
 
 # --- reproducing an image from its file
@@ -251,7 +243,8 @@ def generate_run(model: Model, requests: list[GenerationParams], *, image=None, 
     """Generate every request (one pipeline call each) into one run folder, and return the run.
 
     The folder appears with the first finished batch and holds `NNNN-<seed>.png` (each with its record),
-    mask.png and mask_overlay.png for inpainting, control_<i>.png (what ControlNet i saw), and run.json (what made the images, and whether all finished).
+    mask.png and mask_overlay.png for inpainting, control_<i>.png (what ControlNet i saw), and run.json (what made
+    the images, and whether all finished).
     `from_record`: remake that image's batch instead (`--from`). `cancel`: a threading.Event checked before and
     after each call (with `callback` setting `pipe._interrupt`, it stops within a step); a cancelled call saves
     nothing. Ctrl-C and `cancel` end the run as `interrupted`, with what was finished kept and recorded.

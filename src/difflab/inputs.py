@@ -59,12 +59,12 @@ def _open(value, field: str) -> tuple[Image.Image, dict]:
     return pil, image_record(pil, source)
 
 
-def prepare(params: GenerationParams, image=None, mask_image=None, words_mask=None) -> Inputs:
+def prepare(params: GenerationParams, image=None, mask_image=None, found_masks=()) -> Inputs:
     """Check and size the inputs of a request. `image`/`mask_image` are PIL images or paths.
 
     The mask is checked against the input image's own size; both are then resized together, and only when
-    `height`/`width` ask for another size. `words_mask` (at the generation size) is the mask that `mask_from`
-    found (difflab.control.mask_from_words); it joins the others.
+    `height`/`width` ask for another size. `found_masks` (at the generation size) are the masks that `mask_from` and
+    `mask_from_detector` found (difflab.control); they join the others.
     """
     if params.task == "text2img":
         if image is not None or mask_image is not None:
@@ -92,9 +92,9 @@ def prepare(params: GenerationParams, image=None, mask_image=None, words_mask=No
             mask = masks.make_mask(pil.size, params.boxes, params.ellipses, mask_pil, params.mask_dilate)
             if size != pil.size:
                 mask = mask.resize(size, Image.NEAREST)
-        if words_mask is not None:
-            words_mask = masks.make_mask(size, dilate=params.mask_dilate, mask_image=words_mask)
-            mask = words_mask if mask is None else ImageChops.lighter(mask, words_mask)
+        for found in found_masks:
+            found = masks.make_mask(size, mask_image=found, dilate=params.mask_dilate)
+            mask = found if mask is None else ImageChops.lighter(mask, found)
         soft = masks.feather(mask, params.mask_blur) if mask is not None else None
     if size != pil.size:
         pil = pil.resize(size, Image.LANCZOS)
