@@ -33,7 +33,7 @@ BAD_INPUTS = [
     (["inpaint", "--prompt", "x", "--image", "{photo}", "--box", "0,0,99,10"], "box: (0, 0, 99, 10) is empty or lies outside the 64x64 image"),
     (["inpaint", "--prompt", "x", "--image", "{photo}", "--box", "10,10,10,20"], "box: (10, 10, 10, 20) is empty"),
     (["inpaint", "--prompt", "x", "--image", "{photo}", "--box", "1,2,3"], "box: '1,2,3' is not allowed"),
-    (["inpaint", "--prompt", "x", "--image", "{photo}"], "mask_image: inpaint needs a mask image, a box or an ellipse"),
+    (["inpaint", "--prompt", "x", "--image", "{photo}"], "mask_image: inpaint needs a mask image, a box, an ellipse or --mask-from WORDS"),
     (["generate", "--prompt", "x", "--scheduler", "fancy"], "scheduler: 'fancy' is not known; choose one of ddim, ddpm"),
     (["generate", "--prompt", "x", "--model", "./no/such/model"], "model: './no/such/model' does not exist"),
     (["generate", "--prompt", "x", "--model", "someone/not-cached"], "model: hub id 'someone/not-cached' is not in the local"),
