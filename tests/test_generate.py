@@ -262,3 +262,19 @@ def test_auto_dtype_on_the_cpu_follows_a_probe_of_the_model(difflab_cache, monke
     assert difflab.load("tiny", device="cpu", dtype="float32", progress=False).dtype == torch.float32
     monkeypatch.setenv("DIFFLAB_CPU_DTYPE", "bfloat16")                                # pinned: no probe either
     assert difflab.load("tiny", device="cpu", progress=False).dtype == torch.bfloat16
+
+
+def test_the_bf16_probe_stops_once_a_round_is_decisive():
+    import time as clock
+    from difflab.precision import _speedup
+
+    for bf16_cost, rounds in ((0.02, 1), (0.0021, 3)):   # bf16 10x slower: one round; about as fast: all three
+        calls = []
+
+        def step(bf16, cost=bf16_cost):
+            calls.append(bf16)
+            clock.sleep(cost if bf16 else 0.002)
+
+        ratio = _speedup(step)
+        assert calls.count(True) == 1 + rounds and calls.count(False) == 1 + rounds
+        assert (ratio < 0.5) == (rounds == 1)

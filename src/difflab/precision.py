@@ -30,7 +30,9 @@ def _cpu_name() -> str:
 
 def _speedup(step: Callable[[bool], None], repeats: int = 3) -> float:
     """float32 time / bf16 time of `step`: the best of `repeats` runs each after a warm-up, the two precisions
-    interleaved so that a machine that slows down or speeds up meanwhile favours neither."""
+    interleaved so that a machine that slows down or speeds up meanwhile favours neither. A first round that is
+    already decisive (one precision more than twice as fast) ends it: where bf16 is emulated it can be 10x slower,
+    and more of its steps would only confirm that."""
     step(False), step(True)                     # warm-up (allocations, kernel selection)
     best = {False: float("inf"), True: float("inf")}
     for _ in range(repeats):
@@ -38,6 +40,8 @@ def _speedup(step: Callable[[bool], None], repeats: int = 3) -> float:
             start = time.perf_counter()
             step(bf16)
             best[bf16] = min(best[bf16], time.perf_counter() - start)
+        if not 0.5 <= best[False] / best[True] <= 2.0:
+            break
     return best[False] / best[True]
 
 
