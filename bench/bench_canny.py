@@ -2,8 +2,9 @@
 
 Both are timed side by side in one run on the same photos (scikit-learn's, resized), and compared: recall (the
 share of OpenCV's edge pixels that difflab's scikit-image canny marks within one pixel) and precision (the share of
-difflab's edge pixels within one pixel of OpenCV's). OpenCV is needed only to run this benchmark. Install sizes are measured
-separately (`pip install --target DIR --no-deps PKG` + its dependencies not already installed; see RESULTS.md).
+difflab's edge pixels within one pixel of OpenCV's). OpenCV is needed only to run this benchmark. Install sizes are
+measured separately (`pip install --target DIR --no-deps PKG` + its dependencies not already installed; see
+RESULTS.md).
 
     python bench/bench_canny.py [--sizes 512 768] [--repeats 20]
 """
@@ -37,7 +38,8 @@ def main() -> None:
     from difflab import control
     from difflab.samples import sample_photo
 
-    print(f"{'photo':>8} {'size':>5} {'opencv ms':>10} {'skimage ms':>11} {'skimage/opencv':>15} {'recall':>7} {'precision':>9}")
+    print(f"{'photo':>8} {'size':>5} {'opencv ms':>10} {'skimage ms':>11} {'skimage/opencv':>15} {'recall':>7} "
+          f"{'precision':>9}")
     for name in ("china", "flower"):
         for size in args.sizes:
             rgb = np.asarray(sample_photo(name, size).convert("RGB"))

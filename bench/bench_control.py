@@ -20,28 +20,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def over_steps(run: Path) -> dict[int, float]:
-    """The mean IoU of the run's saved samples (held-out captions and outlines) with the region their outline encloses,
-    at each sample step."""
-    import numpy as np
-    from PIL import Image
-    from scipy import ndimage
-
-    from difflab.shapes import judge
-
-    curve = {}
-    for step_dir in sorted((run / "samples" / "steps").glob("step-*")):
-        ious = []
-        for control in sorted(step_dir.glob("*-control.png")):
-            region = ndimage.binary_fill_holes(np.asarray(Image.open(control).convert("L")) > 127)
-            for sample in sorted(step_dir.glob(control.name.replace("control", "seed-*"))):
-                _, found = judge.read(Image.open(sample))
-                drawn = np.any([f.mask for f in found], axis=0) if found else np.zeros_like(region)
-                ious.append((drawn & region).sum() / max((drawn | region).sum(), 1))
-        curve[int(step_dir.name[5:])] = round(float(np.mean(ious)), 3)
-    return curve
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/finetune/shapes_controlnet.yaml")
@@ -90,7 +68,7 @@ def measure_control(args, base, controlnet: Path, params: dict, results: dict) -
     for name, r in rows.items():
         print(f"{name:<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} {r['colours']:>8.3f}")
     results["control"] = rows
-    results["over_steps"] = over_steps(controlnet.parent)
+    results["over_steps"] = score.control_over_steps(controlnet.parent)
     print(f"\n{'step':>6} {'sample IoU (mean of held-out samples)':>38}")
     for step, iou in results["over_steps"].items():
         print(f"{step:>6} {iou:>38.3f}")

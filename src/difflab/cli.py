@@ -67,7 +67,8 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
         m.add_argument("--resize-mask", action="store_true", default=None,
                        help="resize a mask image of another size to the image's size")
         m.add_argument("--mask-from", metavar="WORDS",
-                       help="repaint where the model places these words, e.g. 'red circle' (DiffEdit; no other weights)")
+                       help="repaint where the model places these words, e.g. 'red circle' (DiffEdit; no other "
+                            "weights)")
         m.add_argument("--mask-from-detector", metavar="WEIGHTS:CLASS",
                        help="repaint what a YOLO segmentation model finds (needs `pip install ultralytics` and its "
                             "weights file, e.g. yolov8n-seg.pt:person; not installed by difflab)")
@@ -76,7 +77,8 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
                             f"more than T/2 times its mean (default {d.mask_threshold:g}; lower: larger masks)")
     c = p.add_argument_group("ControlNet (each flag once for all ControlNets, or once per --controlnet)")
     c.add_argument("--controlnet", action="append", default=[], metavar="ID_OR_PATH",
-                   help="a ControlNet: hub id, ControlNetModel folder, .safetensors file or tiny-controlnet; repeatable")
+                   help="a ControlNet: hub id, ControlNetModel folder, .safetensors file or tiny-controlnet; "
+                        "repeatable")
     c.add_argument("--control-image", action="append", default=[], metavar="PATH",
                    help="the control image of each --controlnet, in order")
     c.add_argument("--control-preprocess", action="append", metavar="canny|none",
@@ -119,7 +121,8 @@ ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "height": "height", "scheduler": "scheduler", "eta": "eta", "lora_scale": "lora_scale",
                 "strength": "strength", "dilate": "mask_dilate", "feather": "mask_blur",
                 "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask", "mask_from": "mask_from",
-                "mask_threshold": "mask_threshold", "mask_from_detector": "mask_from_detector", "control_preprocess": "control_preprocess",
+                "mask_threshold": "mask_threshold", "mask_from_detector": "mask_from_detector",
+                "control_preprocess": "control_preprocess",
                 "control_scale": "controlnet_conditioning_scale", "control_start": "control_guidance_start",
                 "control_end": "control_guidance_end", "guess_mode": "guess_mode", "resize_control": "resize_control"}
 
@@ -311,7 +314,8 @@ def _model_options(args, record) -> dict:
         for fast in FAST_PATHS:  # the image was made with these: keep them, so the pixels are the same
             setattr(args, fast, getattr(args, fast) or recorded.get(fast, False))
     return dict(device=args.device, dtype=args.dtype, lora=args.lora, textual_inversion=args.textual_inversion,
-                controlnet=args.controlnet, attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling, cpu_offload=args.cpu_offload,
+                controlnet=args.controlnet, attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
+                cpu_offload=args.cpu_offload,
                 config=args.config, vae_slicing=args.vae_slicing,
                 **{fast: getattr(args, fast) for fast in FAST_PATHS})
 
@@ -336,8 +340,8 @@ def cmd_generate(args) -> int:
     requests = [GenerationParams.from_dict({**params.to_dict(), "prompt": prompt}) for prompt in prompts]
     recorded = record.get("cpu_threads") if record is not None else None  # --from: the image's own thread count
     with threads.recorded(recorded, getattr(args, "from_image", None), model.device):
-        run = generate_run(model, requests, image=image, mask_image=mask, control_image=control_image, out=args.out, name=args.name or prompts[0],
-                           command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
+        run = generate_run(model, requests, image=image, mask_image=mask, control_image=control_image, out=args.out,
+                           name=args.name or prompts[0], command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
                            from_record=record if record is not None and not _overrides(args) else None,
                            on_saved=lambda paths: print(*paths, sep="\n"))
     where = f" in {run.dir}" if run.dir else ""

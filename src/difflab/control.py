@@ -119,8 +119,8 @@ def mask_from_detector(image: Image.Image, spec: str) -> Image.Image:
     if not classes:
         raise InputError(f"mask_from_detector: {wanted!r} is not a class of {weights!r}; it knows "
                          f"{', '.join(sorted(result.names.values())[:20])}, ...")
-    found = [] if result.masks is None else [m for m, c in zip(result.masks.data.cpu().numpy(), result.boxes.cls.tolist())
-                                             if int(c) in classes]
+    masks = [] if result.masks is None else result.masks.data.cpu().numpy()
+    found = [m for m, c in zip(masks, result.boxes.cls.tolist()) if int(c) in classes]
     if not found:
         raise InputError(f"mask_from_detector: no {wanted!r} found in the image")
     union = (np.max(np.stack(found), axis=0) > 0.5).astype(np.uint8) * 255

@@ -74,7 +74,8 @@ def controlnet_fields(record: dict) -> list[tuple[str, str]]:
     n = len(nets)
     columns = zip(nets, _each(record.get("control_preprocess", "none"), n),
                   _each(record.get("controlnet_conditioning_scale", 1.0), n),
-                  _each(record.get("control_guidance_start", 0.0), n), _each(record.get("control_guidance_end", 1.0), n))
+                  _each(record.get("control_guidance_start", 0.0), n),
+                  _each(record.get("control_guidance_end", 1.0), n))
     mode = "ControlNet is more important" if record.get("guess_mode") else "Balanced"
     return [(f"ControlNet {i}", f"Module: {module}, Model: {net['name']} [{(net.get('hash') or '')[:8]}], "
                                 f"Weight: {weight:g}, Guidance Start: {start:g}, Guidance End: {end:g}, "

@@ -143,12 +143,10 @@ class GenerationParams:
         return self
 
     def _validate_control(self) -> None:
-        from .control import PREPROCESSORS, SCALE_RANGE
+        from .control import SCALE_RANGE, check_preprocessor
 
         for name in as_list(self.control_preprocess):
-            if name not in PREPROCESSORS:
-                raise InputError(f"control_preprocess: {name!r} is not allowed; choose one of "
-                                 f"{', '.join(PREPROCESSORS)}")
+            check_preprocessor(name)
         low, high = SCALE_RANGE
         for value in as_list(self.controlnet_conditioning_scale):
             _check_number("controlnet_conditioning_scale", value, low, high, f"a number in [{low:g}, {high:g}]")

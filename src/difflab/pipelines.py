@@ -10,13 +10,12 @@ diffusers are imported only by `load()`.
 
 from __future__ import annotations
 
-import warnings
-
 import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import runs, tiny
@@ -83,12 +82,17 @@ def resolve_source(model: str) -> ModelSource:
     if looks_like_path or not re.fullmatch(r"[\w.\-]+/[\w.\-]+", model):
         raise InputError(f"model: {model!r} does not exist; give a hub id (org/name), a diffusers folder, "
                          f"a .safetensors file, or one of {', '.join(tiny.TINY_MODELS + tuple(SHAPES_MODELS))}")
+    _check_cached("model", model, "model_index.json")
+    return ModelSource(model, "hub", name=model)
+
+
+def _check_cached(field: str, repo: str, marker: str) -> None:
+    """Offline (HF_HUB_OFFLINE=1), a hub id must already be in the local cache: fail at once, not after a wait."""
     if _hub_offline():
         from huggingface_hub import try_to_load_from_cache
-        if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
-            raise InputError(f"model: hub id {model!r} is not in the local Hugging Face cache and the hub is "
-                             f"offline (HF_HUB_OFFLINE=1); {_download_hint(model)}")
-    return ModelSource(model, "hub", name=model)
+        if not isinstance(try_to_load_from_cache(repo, marker), str):
+            raise InputError(f"{field}: hub id {repo!r} is not in the local Hugging Face cache and the hub is "
+                             f"offline (HF_HUB_OFFLINE=1); {_download_hint(repo)}")
 
 
 # --- weights hashes (A1111's "Model hash": SHA-256 of the weights file), cached by path, size and mtime
@@ -114,68 +118,50 @@ def file_sha256(path) -> str:
     return cache[key]
 
 
-def _unet_weights(folder: Path) -> Path | None:
-    found = sorted((folder / "unet").glob("*.safetensors"))
-    return found[0] if found else None
-
-
-def weights_hash(source: ModelSource) -> str | None:
-    """SHA-256 of the single file, or of the UNet weights of a folder or cached hub snapshot."""
+def weights_hash(source: ModelSource, subfolder: str = "unet") -> str | None:
+    """SHA-256 of the single file, or of the weights in `subfolder` of a folder or cached hub snapshot (the UNet's
+    for a pipeline; "" for a ControlNet, whose folder is the model)."""
     if source.kind == "file":
         return file_sha256(source.path)
+    prefix = f"{subfolder}/" if subfolder else ""
     if source.kind == "hub":
         from huggingface_hub import try_to_load_from_cache
-        for name in ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"):
-            cached = try_to_load_from_cache(source.id, name)
+        for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"):
+            cached = try_to_load_from_cache(source.id, prefix + name)
             if isinstance(cached, str):
                 return file_sha256(cached)
         return None
-    weights = _unet_weights(Path(source.path))
-    return file_sha256(weights) if weights else None
+    found = sorted((Path(source.path) / subfolder).glob("*.safetensors"))
+    return file_sha256(found[0]) if found else None
 
 
 # --- ControlNets: where one comes from, and whether it fits the model
 
-def resolve_controlnet(spec: str) -> dict:
-    """{'id', 'kind' (tiny | folder | file | hub), 'path', 'name'} of a ControlNet, failing at once on what
-    cannot be loaded (no network wait)."""
+def resolve_controlnet(spec: str) -> ModelSource:
+    """Where a ControlNet comes from (kind tiny, folder, file or hub), failing at once on what cannot be loaded
+    (no network wait)."""
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"controlnet: {spec!r} is not allowed; give a hub id, a folder, a .safetensors file or "
                          f"{tiny.TINY_CONTROLNET}")
     if spec == tiny.TINY_CONTROLNET:
-        return {"id": spec, "kind": "tiny", "path": None, "name": spec}
+        return ModelSource(spec, "tiny", name=spec)
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"controlnet: folder {spec!r} has no config.json; give a ControlNetModel folder "
                              f"(save_pretrained), e.g. a training run's controlnet/")
-        return {"id": spec, "kind": "folder", "path": str(path.resolve()), "name": path.resolve().name}
+        return ModelSource(spec, "folder", str(path.resolve()), path.resolve().name)
     if path.is_file():
         if path.suffix.lower() != ".safetensors":
             what = "a pickle checkpoint, which can run code when loaded" if path.suffix.lower() in PICKLE_SUFFIXES \
                 else "not a .safetensors file"
             raise InputError(f"controlnet: {spec!r} is {what}; difflab loads ControlNets from .safetensors")
-        return {"id": spec, "kind": "file", "path": str(path.resolve()), "name": path.stem}
+        return ModelSource(spec, "file", str(path.resolve()), path.stem)
     if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", spec) or spec.startswith((".", "/", "~")):
         raise InputError(f"controlnet: {spec!r} does not exist; give a hub id (org/name), a ControlNet folder, a "
                          f".safetensors file, or {tiny.TINY_CONTROLNET}")
-    if _hub_offline():
-        from huggingface_hub import try_to_load_from_cache
-        if not isinstance(try_to_load_from_cache(spec, "config.json"), str):
-            raise InputError(f"controlnet: hub id {spec!r} is not in the local Hugging Face cache and the hub is "
-                             f"offline (HF_HUB_OFFLINE=1); {_download_hint(spec)}")
-    return {"id": spec, "kind": "hub", "path": None, "name": spec}
-
-
-def _controlnet_hash(source: dict) -> str | None:
-    if source["kind"] == "file":
-        return file_sha256(source["path"])
-    if source["kind"] == "hub":
-        from huggingface_hub import try_to_load_from_cache
-        cached = try_to_load_from_cache(source["id"], "diffusion_pytorch_model.safetensors")
-        return file_sha256(cached) if isinstance(cached, str) else None
-    found = sorted(Path(source["path"]).glob("*.safetensors"))
-    return file_sha256(found[0]) if found else None
+    _check_cached("controlnet", spec, "config.json")
+    return ModelSource(spec, "hub", name=spec)
 
 
 def load_controlnet(spec: str, torch_dtype, unet, vae_scale_factor: int):
@@ -184,18 +170,18 @@ def load_controlnet(spec: str, torch_dtype, unet, vae_scale_factor: int):
 
     source = resolve_controlnet(spec)
     try:
-        if source["kind"] == "tiny":
-            source["path"] = str(tiny.tiny_path(source["id"]))
-        if source["kind"] in ("tiny", "folder"):
-            net = ControlNetModel.from_pretrained(source["path"], torch_dtype=torch_dtype, use_safetensors=True)
-        elif source["kind"] == "file":
-            net = ControlNetModel.from_single_file(source["path"], torch_dtype=torch_dtype)
+        if source.kind == "tiny":
+            source.path = str(tiny.tiny_path(source.id))
+        if source.kind in ("tiny", "folder"):
+            net = ControlNetModel.from_pretrained(source.path, torch_dtype=torch_dtype, use_safetensors=True)
+        elif source.kind == "file":
+            net = ControlNetModel.from_single_file(source.path, torch_dtype=torch_dtype)
         else:
-            net = ControlNetModel.from_pretrained(source["id"], torch_dtype=torch_dtype, use_safetensors=True)
+            net = ControlNetModel.from_pretrained(source.id, torch_dtype=torch_dtype, use_safetensors=True)
     except (OSError, ValueError) as e:
         raise InputError(f"controlnet: could not load {spec!r} ({str(e).splitlines()[0][:200]})") from None
-    check_fits(net, unet, vae_scale_factor, source["name"])
-    return net, {**source, "hash": _controlnet_hash(source)}
+    check_fits(net, unet, vae_scale_factor, source.name)
+    return net, {**asdict(source), "hash": weights_hash(source, subfolder="")}
 
 
 def check_fits(controlnet, unet, vae_scale_factor: int, name: str) -> None:

@@ -168,6 +168,28 @@ def control_fidelity(model, n: int = 100, control: bool = True, split: str = "va
             "colours": round(sum(colours) / max(len(colours), 1), 4), "items": n, "items_with_colours": len(colours)}
 
 
+def control_over_steps(run_dir) -> dict[int, float]:
+    """When a ControlNet run started to follow its outlines: at each sample step, the mean IoU of the objects the
+    judge finds in its saved samples (held-out captions and outlines) with the region each outline encloses."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    curve = {}
+    for step_dir in sorted((Path(run_dir) / "samples" / "steps").glob("step-*")):
+        ious = []
+        for control in sorted(step_dir.glob("*-control.png")):
+            region = ndimage.binary_fill_holes(np.asarray(Image.open(control).convert("L")) > 127)
+            for sample in sorted(step_dir.glob(control.name.replace("control", "seed-*"))):
+                _, found = judge.read(Image.open(sample))
+                drawn = np.any([f.mask for f in found], axis=0) if found else np.zeros_like(region)
+                ious.append(_iou(drawn, region))
+        curve[int(step_dir.name[5:])] = round(float(np.mean(ious)), 4)
+    return curve
+
+
 def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, split: str = "val", **params) -> dict:
     """Masks from words (DiffEdit) against the true masks, and inpainting through them, on `n` items of `split`: the
     words are the first object's "colour shape"; `iou` is the median IoU of the words' mask with that object's mask.

@@ -149,7 +149,7 @@ def sample_rows(cfg: TrainConfig, held_out: Dataset) -> tuple[list[str], list | 
     if cfg.method != "controlnet":
         return cfg.sample.prompts, None
     n = min(4, len(held_out))
-    return held_out.captions[:n], [to_pil(c.float() / 127.5 - 1) for c in held_out.controls[:n]]
+    return held_out.captions[:n], [to_pil(c) for c in to_model_range(held_out.controls[:n])]
 
 
 @torch.no_grad()
