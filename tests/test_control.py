@@ -270,7 +270,9 @@ def test_controlnet_training_writes_a_loadable_recorded_controlnet_and_a_grid(cn
     assert record["method"] == "controlnet" and record["base"]["name"] == "tiny" and record["step"] == 4
     trained = difflab.load("tiny", controlnet=str(cn_run / "controlnet"), progress=False)
     out = difflab.generate(trained, prompt="a circle", control_image=outline, **FAST)[0]
-    assert out.record["model"]["controlnet"][0]["kind"] == "folder"
+    net = out.record["model"]["controlnet"][0]
+    assert net["kind"] == "folder" and net["name"] == "cn" and net["method"] == "controlnet"   # the run's own name
+    assert 'Model: cn [' in out.infotext
     # the sample grid's rows are held-out captions with their outlines, the control image saved beside the samples
     shown = np.asarray(Image.open(cn_run / "samples" / "steps" / "step-0000004" / "00-control.png"))
     assert set(np.unique(shown)) <= {0, 255} and shown.any()

@@ -181,7 +181,13 @@ def load_controlnet(spec: str, torch_dtype, unet, vae_scale_factor: int):
     except (OSError, ValueError) as e:
         raise InputError(f"controlnet: could not load {spec!r} ({str(e).splitlines()[0][:200]})") from None
     check_fits(net, unet, vae_scale_factor, source.name)
-    return net, {**asdict(source), "hash": weights_hash(source, subfolder="")}
+    from .checkpoints import training_record
+
+    found = training_record(source.path) if source.kind in ("folder", "file") else None
+    if found:   # one difflab trained: its run's name (not "controlnet", the folder's), method and base
+        source.name = found["name"]
+    extra = {"method": found["method"], "base": found["base"]} if found else {}
+    return net, {**asdict(source), "hash": weights_hash(source, subfolder=""), **extra}
 
 
 def check_fits(controlnet, unet, vae_scale_factor: int, name: str) -> None:
