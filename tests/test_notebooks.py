@@ -133,6 +133,10 @@ def test_notebook_figures_are_in_range(executed):
     scratch = results["06_latent_diffusion_from_scratch"].numbers
     assert scratch["vae_judge"]["colour"] > 0.8 and scratch["vae_judge"]["position"] > 0.8
     assert set(scratch["overall_by_guidance"]) == {"1.0", "7.5"}
+    trained = _artifacts(results["06_latent_diffusion_from_scratch"])["The trained model (a diffusers folder)"]
+    for stage in ("vae", "unet"):   # reuse_cached: shapes-quick's own runs, copied with it, not a second training
+        config = (trained / "training" / stage / "config.yaml").read_text()
+        assert f"shapes-{stage}-quick" in config and (trained / "training" / stage / "metrics.jsonl").stat().st_size
     tuning = results["07_fine_tuning"].numbers
     assert set(tuning["heart_by_lora_scale"]) == {"0.0", "1.0"} and set(tuning["measured"]) == {"base", "prior", "no prior"}
     assert tuning["heart_by_lora_scale"]["0.0"] == tuning["measured"]["base"]["shape"]   # scale 0 is the base model

@@ -77,3 +77,20 @@ def test_a_corrupt_cached_model_is_one_clear_error(tmp_path, monkeypatch):
     (folder / "model_index.json").write_text("{}")
     with pytest.raises(difflab.InputError, match="incomplete or corrupt; delete that folder"):
         difflab.load("shapes-quick", progress=False)
+
+
+def test_a_recipe_is_named_by_its_configs_as_parsed(tmp_path):
+    """Notebook 06's reuse_cached: two stage configs name the cached model they make, whatever their comments;
+    a changed config or overrides name none (that model was never trained)."""
+    from difflab.shapes.model import recipe
+
+    shapes = ROOT / "configs" / "shapes"
+    assert recipe(shapes / "quick_vae.yaml", shapes / "quick_unet.yaml") == "shapes-quick"
+    assert recipe(shapes / "vae.yaml", shapes / "unet.yaml") == "shapes"
+    reformatted = tmp_path / "vae.yaml"
+    reformatted.write_text("# my copy\n" + yaml.safe_dump(yaml.safe_load((shapes / "vae.yaml").read_text())))
+    assert recipe(reformatted, shapes / "unet.yaml") == "shapes"
+    with pytest.raises(difflab.InputError, match="reuse_cached: .* are not the recipe of a shapes model"):
+        recipe(shapes / "vae.yaml", shapes / "quick_unet.yaml")
+    with pytest.raises(difflab.InputError, match=r"reuse_cached: overrides \['steps=5'\] change the recipe"):
+        recipe(shapes / "vae.yaml", shapes / "unet.yaml", ["steps=5"])

@@ -43,6 +43,23 @@ def cache_folder(name: str) -> Path:
     return cache_root() / "models" / f"{name}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
 
 
+def recipe(vae_config, unet_config, overrides=()) -> str:
+    """The shapes model name whose recipe is these two stage configs (compared as parsed, so comments and layout
+    do not matter): how notebook 06 shows the cached model's training instead of training it a second time."""
+    from ..config import load_yaml
+    from ..notebooks import home
+
+    if overrides:
+        raise InputError(f"reuse_cached: overrides {list(overrides)} change the recipe, so no cached model was "
+                         f"trained from it; reuse the recipe as shipped, or train it here")
+    wanted = [load_yaml(vae_config), load_yaml(unet_config)]
+    for name, (vae, unet, _) in RECIPES.items():
+        if [load_yaml(home() / "configs" / "shapes" / f) for f in (vae, unet)] == wanted:
+            return name
+    raise InputError(f"reuse_cached: {str(vae_config)!r} and {str(unet_config)!r} are not the recipe of a shapes "
+                     f"model ({', '.join(RECIPES)}); train them here instead")
+
+
 def model_path(name: str, progress: bool = True) -> Path:
     """The folder of shapes model `name`, trained once on first use."""
     folder = cache_folder(name)
