@@ -5,7 +5,8 @@
   and over the training steps, on the run's own sample grid (held-out outlines, filled, against the judge's objects
   in each saved sample): the "sudden convergence" step;
 - masks from words (DiffEdit): the median IoU of the mask from "colour shape" with the true object mask, and how
-  often inpainting through it repaints the object in a new colour and leaves the others, per threshold.
+  often inpainting through it repaints the object in a new colour and leaves the others, per threshold, with the
+  mask as DiffEdit finds it (refine none) and snapped to the image's regions (segments, the default).
 
     python bench/bench_control.py                                   # trains first (about 10 CPU minutes)
     python bench/bench_control.py --controlnet results/<run>/controlnet --items 100
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--thresholds", type=float, nargs="*", default=[2.0, 3.0, 4.0])
+    ap.add_argument("--refine", nargs="*", default=["none", "segments"], help="mask refinements to compare")
     ap.add_argument("--only", choices=("control", "words"), help="measure one of the two")
     ap.add_argument("--out", default="results")
     args = ap.parse_args()
@@ -80,10 +82,11 @@ def measure_words(args, base, params: dict, results: dict) -> None:
     print(f"\n{'masks from words':<34} {'IoU median':>10} {'IoU mean':>9} {'edited':>8}")
     results["words"] = {}
     for threshold in args.thresholds:
-        r = score.words_mask_fidelity(base, args.items, threshold=threshold, **params)
-        results["words"][threshold] = r
-        print(f"{'threshold ' + format(threshold, 'g'):<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} "
-              f"{r['edited']:>8.3f}", flush=True)
+        for refine in args.refine:
+            r = score.words_mask_fidelity(base, args.items, threshold=threshold, refine=refine, **params)
+            results["words"][f"{threshold:g} {refine}"] = r
+            print(f"{f'threshold {threshold:g}, refine {refine}':<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} "
+                  f"{r['edited']:>8.3f}", flush=True)
 
 
 if __name__ == "__main__":

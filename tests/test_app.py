@@ -230,10 +230,10 @@ def test_controlnet_tab_takes_a_control_image_and_mask_from_words(tmp_path, diff
         assert (pixels(shown) == pixels(expected)).all()
         *_, details = client.predict("a blue square", "", 3, 7.5, 4, 1, "default", 1.0,
                                      {"background": handle_file(str(photo_file)), "layers": [], "composite": None},
-                                     "", 0, True, "red circle", 2.0, handle_file(str(big)), "none", True, 1.0, 0.0,
-                                     1.0, api_name="/inpaint")
+                                     "", 0, True, "red circle", 2.0, "none", handle_file(str(big)), "none", True,
+                                     1.0, 0.0, 1.0, api_name="/inpaint")
         record = difflab.read_metadata(details["files"][0])["difflab"]
-        assert record["mask_from"] == "red circle" and record["mask_threshold"] == 2.0
+        assert record["mask_from"] == "red circle" and record["mask_threshold"] == 2.0 and record["mask_refine"] == "none"
         assert (Path(details["files"][0]).parent / "mask.png").is_file()
     finally:
         page.close()

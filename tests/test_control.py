@@ -194,6 +194,28 @@ def test_mask_from_words_is_deterministic_sized_and_thresholded(sd, photo):
         control.mask_from_words(sd.pipe, photo, "dragon", threshold=1000.0)
 
 
+def test_a_mask_from_words_snaps_to_the_image_regions_it_mostly_covers(sd, photo):
+    """refine="segments": a mask as blocky as the latents, plus a stray block, takes the object's own outline;
+    one that mostly covers no region stays as found; refine="none" keeps DiffEdit's mask as found: constant over
+    each latent's pixels."""
+    from difflab.shapes import score, world
+
+    image, scene = world.item(10, "val")          # "a large orange triangle": one object
+    truth = scene.masks[0]
+    coarse = np.kron(truth.reshape(16, 4, 16, 4).mean(axis=(1, 3)) >= 0.5, np.ones((4, 4), bool))  # 4x4 latent cells
+    coarse[-4:, -4:] = True                       # a stray cell on the background
+    refined = np.asarray(control.refine_mask(image, Image.fromarray(coarse.astype(np.uint8) * 255))) > 0
+    assert score._iou(refined, truth) > 0.9 and score._iou(coarse, truth) < 0.8
+    scattered = Image.fromarray((np.indices((64, 64)).sum(0) % 3 == 0).astype(np.uint8) * 255)  # a third of each
+    assert np.array_equal(np.asarray(control.refine_mask(image, scattered)), np.asarray(scattered))
+    raw = np.asarray(control.mask_from_words(sd.pipe, photo, "red circle", threshold=1.0, refine="none")) > 0
+    f = sd.pipe.vae_scale_factor
+    blocks = raw.reshape(raw.shape[0] // f, f, raw.shape[1] // f, f)
+    assert (blocks == blocks[:, :1, :, :1]).all() and 0 < raw.mean() < 1
+    with pytest.raises(InputError, match="mask_refine: 'sam' is not allowed; choose one of segments, none"):
+        difflab.GenerationParams(task="inpaint", prompt="x", mask_from="x", mask_refine="sam").validate()
+
+
 def test_inpaint_with_mask_from_keeps_what_is_outside_the_words_mask(tmp_path, photo_file, capsys):
     argv = ["inpaint", "--model", "tiny", "--image", str(photo_file), "--mask-from", "a red circle", "--keep-unmasked",
             "--prompt", "a blue square", "--steps", "3", "--seed", "1", "--out", str(tmp_path / "res")]
@@ -206,6 +228,7 @@ def test_inpaint_with_mask_from_keeps_what_is_outside_the_words_mask(tmp_path, p
     assert (out[~mask] == source[~mask]).all() and (out[mask] != source[mask]).any()
     record = json.loads(Image.open(run / "0000-1.png").info["difflab"])
     assert record["mask_from"] == "a red circle" and "Mask from: a red circle" in Image.open(run / "0000-1.png").info["parameters"]
+    assert record["mask_refine"] == "segments" and "Mask refine: segments" in Image.open(run / "0000-1.png").info["parameters"]
     with pytest.raises(InputError, match="mask_from: masks are for inpaint only, not img2img"):
         difflab.GenerationParams(task="img2img", prompt="x", mask_from="x").validate()
 
@@ -316,13 +339,17 @@ def test_controlnet_folder_data_in_diffusers_layout(tmp_path):
         folder(DataConfig(name="folder", folder=str(tmp_path)), 32, controls=True)
 
 
-def test_sweep_axis_over_the_mask_threshold_of_words(photo_file):
+def test_sweep_axes_over_the_mask_threshold_and_refinement_of_words(photo_file):
     from difflab import sweep
     spec = {"name": "words", "task": "inpaint", "model": "tiny", "image": str(photo_file),
             "params": {"prompt": "a blue square", "mask_from": "red circle", "num_inference_steps": 2, "seed": 1},
-            "x": {"param": "mask_threshold", "values": [2.0, 4.0]}}
+            "x": {"param": "mask_threshold", "values": [2.0, 4.0]}, "y": {"param": "mask_refine", "values": ["none"]}}
     cells = sweep.plan(sweep.resolve(spec))
-    assert [c.params.mask_threshold for c in cells] == [2.0, 4.0] and cells[1].labels == {"x": "Mask threshold: 4.0"}
+    assert [c.params.mask_threshold for c in cells] == [2.0, 4.0] and cells[1].labels == {"x": "Mask threshold: 4.0",
+                                                                                          "y": "Mask refine: none"}
+    assert {c.params.mask_refine for c in cells} == {"none"}
+    with pytest.raises(InputError, match="mask_refine: 'sam' is not allowed"):
+        sweep.plan(sweep.resolve({**spec, "y": {"param": "mask_refine", "values": ["sam"]}}))
     with pytest.raises(InputError, match="x.param: mask_threshold is not a parameter of text2img"):
         sweep.resolve({**spec, "task": "text2img", "image": None, "params": {"prompt": "x"}})
 

@@ -18,6 +18,7 @@ import gradio as gr
 import yaml
 
 from . import masks, metadata, runs
+from .control import MASK_REFINEMENTS
 from .errors import InputError
 from .params import SCHEDULERS, GenerationParams
 from .sweep import AXIS_PARAMS
@@ -56,7 +57,7 @@ def drawn_mask(editor) -> tuple[object, object]:
 
 def request(task: str, prompt: str, negative_prompt: str, steps, guidance, width, height, seed, num_images,
             scheduler, strength=None, boxes: str = "", mask_blur=0.0, keep_unmasked=False, mask_from: str = "",
-            mask_threshold=3.0, **control) -> GenerationParams:
+            mask_threshold=3.0, mask_refine="segments", **control) -> GenerationParams:
     """One validated request from the form; raises InputError naming the field, as the CLI does. `control`: the
     ControlNet fields (control_preprocess, controlnet_conditioning_scale, control_guidance_start/end)."""
     fields = {"task": task, "prompt": prompt, "negative_prompt": negative_prompt or "",
@@ -69,7 +70,7 @@ def request(task: str, prompt: str, negative_prompt: str, steps, guidance, width
         fields["strength"] = strength
     if task == "inpaint":
         fields.update(boxes=parse_boxes(boxes), mask_blur=mask_blur or 0.0, keep_unmasked=bool(keep_unmasked),
-                      mask_from=(mask_from or "").strip(), mask_threshold=mask_threshold)
+                      mask_from=(mask_from or "").strip(), mask_threshold=mask_threshold, mask_refine=mask_refine)
     return GenerationParams.from_dict({**fields, **control}).validate()
 
 
@@ -228,7 +229,8 @@ def requests_from(task: str, v: dict) -> tuple[list[GenerationParams], object, o
     reqs = [request(task, p, v["negative_prompt"], v["steps"], v["guidance"], v.get("width"), v.get("height"),
                     v["seed"], v["num_images"], v["scheduler"], v.get("strength"), v.get("boxes", ""),
                     v.get("mask_blur", 0.0), v.get("keep_unmasked", False), v.get("mask_from", ""),
-                    v.get("mask_threshold", 3.0), **control) for p in prompts_of(v["prompt"])]
+                    v.get("mask_threshold", 3.0), v.get("mask_refine", "segments"), **control)
+            for p in prompts_of(v["prompt"])]
     if "control_image" in v and v["control_image"] is None:
         raise InputError("control_image: give a control image for the ControlNet (upload one)")
     if task == "img2img":
@@ -294,6 +296,8 @@ def generation_tab(studio: Studio, task: str) -> dict:
                                                                              "sees them (DiffEdit), e.g. red circle")
                     extra["mask_threshold"] = gr.Slider(0.5, 8, value=3.0, step=0.1,
                                                         label="Mask threshold (lower: larger mask)")
+                    extra["mask_refine"] = gr.Radio(list(MASK_REFINEMENTS), value="segments",
+                                                    label="Mask refine: snap to the image's regions, or none")
             if studio.controlnet:
                 extra.update(control_widgets(task))
             fields = {**params_column(task), **extra}  # the API takes them in this order

@@ -107,7 +107,8 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         width, height = prepared.image.size
     if params.mask_from or params.mask_from_detector:
         from .control import mask_from_detector, mask_from_words
-        found = [mask_from_words(pipe, prepared.image, params.mask_from, params.mask_threshold)] if params.mask_from \
+        found = [mask_from_words(pipe, prepared.image, params.mask_from, params.mask_threshold,
+                                 params.mask_refine)] if params.mask_from \
             else []
         found += [mask_from_detector(prepared.image, params.mask_from_detector)] if params.mask_from_detector else []
         prepared = inputs.prepare(params, image, mask_image, found_masks=found)

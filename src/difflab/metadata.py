@@ -51,6 +51,7 @@ def infotext(record: dict) -> str:
                                 if x.get("token")) or None if model.get("textual_inversion") else None),
         *controlnet_fields(record),
         ("Mask from", record.get("mask_from") or None),
+        ("Mask refine", record.get("mask_refine") if record.get("mask_from") else None),
         ("Version", f"difflab {record['versions']['difflab']}" if record.get("versions") else None),
     ]
     # AUTOMATIC1111 names the LoRAs in the prompt itself: <lora:NAME:WEIGHT>

@@ -67,6 +67,7 @@ class GenerationParams:
     resize_mask: bool = False
     mask_from: str = ""              # inpaint: the mask where the model places these words (DiffEdit)
     mask_threshold: float = 3.0      # DiffEdit: a latent joins the mask where the difference > threshold/2 x its mean
+    mask_refine: str = "segments"    # DiffEdit's mask snapped to the image's regions (segments) or as found (none)
     mask_from_detector: str = ""     # inpaint: WEIGHTS:CLASS, a YOLO segmentation model's masks (optional package)
     # ControlNet (one value for all ControlNets, or a list with one per ControlNet); see difflab.control
     control_preprocess: str | list[str] = "none"
@@ -139,6 +140,8 @@ class GenerationParams:
         _check_number("mask_threshold", self.mask_threshold, low=0.0, what="a number > 0")
         if self.mask_threshold <= 0:
             raise InputError(f"mask_threshold: {self.mask_threshold!r} is not allowed; use a number > 0")
+        from .control import check_refinement
+        check_refinement(self.mask_refine)
         self._validate_control()
         return self
 

@@ -49,6 +49,7 @@ AXIS_PARAMS = {
     "control_guidance_end": ("Control end", float, ALL_TASKS),
     "control_image": ("Control image", str, ALL_TASKS),    # a path: the first ControlNet's control image
     "mask_threshold": ("Mask threshold", float, ("inpaint",)),
+    "mask_refine": ("Mask refine", str, ("inpaint",)),
 }
 AXES = ("x", "y", "z")
 

@@ -190,7 +190,8 @@ def control_over_steps(run_dir) -> dict[int, float]:
     return curve
 
 
-def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, split: str = "val", **params) -> dict:
+def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str = "segments", split: str = "val",
+                        **params) -> dict:
     """Masks from words (DiffEdit) against the true masks, and inpainting through them, on `n` items of `split`: the
     words are the first object's "colour shape"; `iou` is the median IoU of the words' mask with that object's mask.
     Then the object is repainted in another colour (prompt "a NEW shape", the mask from the words, unmasked pixels
@@ -210,7 +211,7 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, split: str 
         target, others = scene.objects[0], list(zip(scene.objects[1:], scene.masks[1:]))
         truth = scene.masks[0]
         try:
-            mask = np.asarray(mask_from_words(pipe, image, f"{target.colour} {target.shape}", threshold)) > 0
+            mask = np.asarray(mask_from_words(pipe, image, f"{target.colour} {target.shape}", threshold, refine)) > 0
         except InputError:   # no region found: an empty mask, nothing edited
             ious.append(0.0)
             edited.append(False)
@@ -226,4 +227,4 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, split: str 
                        for f in found) for o, m in others)
         edited.append(replaced and kept)
     return {"iou_median": _median(ious), "iou_mean": round(float(np.mean(ious)), 4),
-            "edited": round(sum(edited) / max(len(edited), 1), 4), "items": n, "threshold": threshold}
+            "edited": round(sum(edited) / max(len(edited), 1), 4), "items": n, "threshold": threshold, "refine": refine}
