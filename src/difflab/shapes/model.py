@@ -22,8 +22,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..runs import cache_root, publish_mode
 
-RECIPES = {"shapes": ("vae.yaml", "unet.yaml", "about 15 minutes on a 2-core CPU, 3 on a GPU"),
-           "shapes-quick": ("quick_vae.yaml", "quick_unet.yaml", "about 2 minutes on a 2-core CPU")}
+RECIPES = {"shapes": ("vae.yaml", "unet.yaml", "15 to 70 minutes on a 2-core CPU, by its kind; 3 on a GPU"),
+           "shapes-quick": ("quick_vae.yaml", "quick_unet.yaml", "2 to 7 minutes on a 2-core CPU")}
 
 
 def cache_folder(name: str) -> Path:

@@ -193,10 +193,11 @@ def control_over_steps(run_dir) -> dict[int, float]:
 def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str = "segments", split: str = "val",
                         **params) -> dict:
     """Masks from words (DiffEdit) against the true masks, and inpainting through them, on `n` items of `split`: the
-    words are the first object's "colour shape"; `iou` is the median IoU of the words' mask with that object's mask.
-    Then the object is repainted in another colour (prompt "a NEW shape", the mask from the words, unmasked pixels
-    kept): `edited` is the share where the judge finds an object of the new colour and shape over the old one's place
-    and every other object as it was."""
+    words are the first object's "colour shape"; `iou` is the median IoU of the words' mask with the objects those
+    words name (in "three black triangles", all three). Then they are repainted in another colour, neither theirs nor
+    the background's (prompt "a NEW shape", the mask from the words, unmasked pixels kept): `edited` is the share
+    where the judge finds an object of the new colour and shape over each named object's place and every other
+    object as it was."""
     import numpy as np
     from PIL import Image
 
@@ -208,8 +209,11 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str
     pipe = model.pipeline("inpaint")
     for i in range(n):
         image, scene = world.item(i, split)
-        target, others = scene.objects[0], list(zip(scene.objects[1:], scene.masks[1:]))
-        truth = scene.masks[0]
+        target = scene.objects[0]
+        is_named = [(o.colour, o.shape) == (target.colour, target.shape) for o in scene.objects]
+        named = [(o, m) for o, m, y in zip(scene.objects, scene.masks, is_named) if y]
+        others = [(o, m) for o, m, y in zip(scene.objects, scene.masks, is_named) if not y]
+        truth = np.any([m for _, m in named], axis=0)
         try:
             mask = np.asarray(mask_from_words(pipe, image, f"{target.colour} {target.shape}", threshold, refine)) > 0
         except InputError:   # no region found: an empty mask, nothing edited
@@ -217,14 +221,13 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str
             edited.append(False)
             continue
         ious.append(_iou(mask, truth))
-        new = next(c for c in ("red", "blue", "green", "yellow") if c != target.colour)
+        new = next(c for c in ("red", "blue", "green", "yellow") if c not in (target.colour, scene.background))
         out = generate(model, task="inpaint", prompt=f"a {new} {target.shape}", image=image, seed=i,
                        mask_image=Image.fromarray(mask), keep_unmasked=True, **params)[0].image   # = mask_from
         _, found = judge.read(out)
-        replaced = any(f.colour == new and f.shape == target.shape and (f.mask & truth).sum() > 0.5 * truth.sum()
-                       for f in found)
-        kept = all(any(f.colour == o.colour and f.shape == o.shape and (f.mask & m).sum() > 0.5 * m.sum()
-                       for f in found) for o, m in others)
-        edited.append(replaced and kept)
+        there = lambda colour, shape, m: any(  # noqa: E731
+            f.colour == colour and f.shape == shape and (f.mask & m).sum() > 0.5 * m.sum() for f in found)
+        edited.append(all(there(new, o.shape, m) for o, m in named)
+                      and all(there(o.colour, o.shape, m) for o, m in others))
     return {"iou_median": _median(ious), "iou_mean": round(float(np.mean(ious)), 4),
             "edited": round(sum(edited) / max(len(edited), 1), 4), "items": n, "threshold": threshold, "refine": refine}
