@@ -131,9 +131,12 @@ def test_ctrl_c_stops_cleanly_keeping_finished_images(tmp_path, photo_file):
     prompts = tmp_path / "p.txt"
     prompts.write_text("\n".join(f"prompt {i}" for i in range(50)))
     exe = Path(sys.executable).with_name("difflab")
+    # Ctrl-C as from a terminal: SIGINT at its default in the child, even when these tests run as a background job
+    # (a non-interactive shell starts `cmd &` with SIGINT ignored, the child would inherit that and never stop)
     proc = subprocess.Popen([str(exe), "generate", "--model", "tiny", "--prompts-file", str(prompts), "--steps", "30",
                              "--seed", "0", "--out", str(tmp_path / "res")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "res").glob("*/0001-0.png")):
         time.sleep(0.1)
