@@ -205,7 +205,7 @@ def test_a_mask_from_words_snaps_to_the_image_regions_it_mostly_covers(sd, photo
     coarse = np.kron(truth.reshape(16, 4, 16, 4).mean(axis=(1, 3)) >= 0.5, np.ones((4, 4), bool))  # 4x4 latent cells
     coarse[-4:, -4:] = True                       # a stray cell on the background
     refined = np.asarray(control.refine_mask(image, Image.fromarray(coarse.astype(np.uint8) * 255))) > 0
-    assert score._iou(refined, truth) > 0.9 and score._iou(coarse, truth) < 0.8
+    assert score.iou(refined, truth) > 0.9 and score.iou(coarse, truth) < 0.8
     scattered = Image.fromarray((np.indices((64, 64)).sum(0) % 3 == 0).astype(np.uint8) * 255)  # a third of each
     assert np.array_equal(np.asarray(control.refine_mask(image, scattered)), np.asarray(scattered))
     raw = np.asarray(control.mask_from_words(sd.pipe, photo, "red circle", threshold=1.0, refine="none")) > 0

@@ -125,8 +125,7 @@ ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "strength": "strength", "dilate": "mask_dilate", "feather": "mask_blur",
                 "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask", "mask_from": "mask_from",
                 "mask_threshold": "mask_threshold", "mask_refine": "mask_refine",
-                "mask_from_detector": "mask_from_detector",
-                "control_preprocess": "control_preprocess",
+                "mask_from_detector": "mask_from_detector", "control_preprocess": "control_preprocess",
                 "control_scale": "controlnet_conditioning_scale", "control_start": "control_guidance_start",
                 "control_end": "control_guidance_end", "guess_mode": "guess_mode", "resize_control": "resize_control"}
 
@@ -319,8 +318,7 @@ def _model_options(args, record) -> dict:
             setattr(args, fast, getattr(args, fast) or recorded.get(fast, False))
     return dict(device=args.device, dtype=args.dtype, lora=args.lora, textual_inversion=args.textual_inversion,
                 controlnet=args.controlnet, attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
-                cpu_offload=args.cpu_offload,
-                config=args.config, vae_slicing=args.vae_slicing,
+                cpu_offload=args.cpu_offload, config=args.config, vae_slicing=args.vae_slicing,
                 **{fast: getattr(args, fast) for fast in FAST_PATHS})
 
 
@@ -345,7 +343,8 @@ def cmd_generate(args) -> int:
     recorded = record.get("cpu_threads") if record is not None else None  # --from: the image's own thread count
     with threads.recorded(recorded, getattr(args, "from_image", None), model.device):
         run = generate_run(model, requests, image=image, mask_image=mask, control_image=control_image, out=args.out,
-                           name=args.name or prompts[0], command=["difflab", *sys.argv[1:]], tracker=args.tracker or "local", progress=True,
+                           name=args.name or prompts[0], command=["difflab", *sys.argv[1:]],
+                           tracker=args.tracker or "local", progress=True,
                            from_record=record if record is not None and not _overrides(args) else None,
                            on_saved=lambda paths: print(*paths, sep="\n"))
     where = f" in {run.dir}" if run.dir else ""

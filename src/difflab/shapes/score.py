@@ -132,7 +132,8 @@ def concept(draw, template: str, shape: str, colours=("red", "blue", "green", "y
     return {k: round(sum(v) / len(v), 4) for k, v in found.items()} | {"images": len(found["shape"])}
 
 
-def _iou(a, b) -> float:
+def iou(a, b) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
     union = (a | b).sum()
     return float((a & b).sum() / union) if union else 1.0
 
@@ -160,7 +161,7 @@ def control_fidelity(model, n: int = 100, control: bool = True, split: str = "va
         image = generate(model, prompt=scene.prompt.text, seed=i, **extra, **params)[0].image
         _, found = judge.read(image)
         drawn = np.any([f.mask for f in found], axis=0) if found else np.zeros_like(region)
-        ious.append(_iou(drawn, region))
+        ious.append(iou(drawn, region))
         wanted = {t.colour for t in scene.prompt.things if t.colour}
         if wanted:
             colours.append(wanted <= {f.colour for f in found})
@@ -185,7 +186,7 @@ def control_over_steps(run_dir) -> dict[int, float]:
             for sample in sorted(step_dir.glob(control.name.replace("control", "seed-*"))):
                 _, found = judge.read(Image.open(sample))
                 drawn = np.any([f.mask for f in found], axis=0) if found else np.zeros_like(region)
-                ious.append(_iou(drawn, region))
+                ious.append(iou(drawn, region))
         curve[int(step_dir.name[5:])] = round(float(np.mean(ious)), 4)
     return curve
 
@@ -220,7 +221,7 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str
             ious.append(0.0)
             edited.append(False)
             continue
-        ious.append(_iou(mask, truth))
+        ious.append(iou(mask, truth))
         new = next(c for c in ("red", "blue", "green", "yellow") if c not in (target.colour, scene.background))
         out = generate(model, task="inpaint", prompt=f"a {new} {target.shape}", image=image, seed=i,
                        mask_image=Image.fromarray(mask), keep_unmasked=True, **params)[0].image   # = mask_from
