@@ -6,7 +6,8 @@
   in each saved sample): the "sudden convergence" step;
 - masks from words (DiffEdit): the median IoU of the mask from "colour shape" with the true object mask, and how
   often inpainting through it repaints the object in a new colour and leaves the others, per threshold, with the
-  mask as DiffEdit finds it (refine none) and snapped to the image's regions (segments, the default).
+  mask as DiffEdit finds it (refine none) and snapped to the image's regions (segments, the default); with
+  --true-masks, also through the true masks (what the model's inpainting can do with perfect masks).
 
     python bench/bench_control.py                                   # trains first (about 10 CPU minutes)
     python bench/bench_control.py --controlnet results/<run>/controlnet --items 100
@@ -31,6 +32,8 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--thresholds", type=float, nargs="*", default=[2.0, 3.0, 4.0])
     ap.add_argument("--refine", nargs="*", default=["none", "segments"], help="mask refinements to compare")
+    ap.add_argument("--true-masks", action="store_true",
+                    help="also repaint through the true masks: the edits' ceiling with perfect masks")
     ap.add_argument("--only", choices=("control", "words"), help="measure one of the two")
     ap.add_argument("--out", default="results")
     args = ap.parse_args()
@@ -87,6 +90,9 @@ def measure_words(args, base, params: dict, results: dict) -> None:
             results["words"][f"{threshold:g} {refine}"] = r
             print(f"{f'threshold {threshold:g}, refine {refine}':<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} "
                   f"{r['edited']:>8.3f}", flush=True)
+    if args.true_masks:
+        r = results["words"]["true masks"] = score.words_mask_fidelity(base, args.items, true_masks=True, **params)
+        print(f"{'true masks (the ceiling)':<34} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} {r['edited']:>8.3f}")
 
 
 if __name__ == "__main__":

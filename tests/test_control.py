@@ -216,6 +216,18 @@ def test_a_mask_from_words_snaps_to_the_image_regions_it_mostly_covers(sd, photo
         difflab.GenerationParams(task="inpaint", prompt="x", mask_from="x", mask_refine="sam").validate()
 
 
+def test_words_mask_fidelity_measures_masks_from_words_or_repaints_through_the_true_ones(sd):
+    """The issue's measure on shapes items: with the words, DiffEdit's masks (random tiny weights: far from the
+    objects); with true_masks, the truth itself (IoU 1), so `edited` is the model's inpainting alone."""
+    from difflab.shapes import score
+
+    words = score.words_mask_fidelity(sd, 2, refine="none", num_inference_steps=3)
+    true = score.words_mask_fidelity(sd, 2, true_masks=True, num_inference_steps=3)
+    assert (words["masks"], true["masks"]) == ("words", "true") and words["items"] == true["items"] == 2
+    assert words["iou_median"] < 0.5 and true["iou_median"] == true["iou_mean"] == 1.0
+    assert true["edited"] == 0.0   # random weights repaint no shape
+
+
 def test_inpaint_with_mask_from_keeps_what_is_outside_the_words_mask(tmp_path, photo_file, capsys):
     argv = ["inpaint", "--model", "tiny", "--image", str(photo_file), "--mask-from", "a red circle", "--keep-unmasked",
             "--prompt", "a blue square", "--steps", "3", "--seed", "1", "--out", str(tmp_path / "res")]
