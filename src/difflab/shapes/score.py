@@ -233,5 +233,5 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str
         edited.append(all(there(new, o.shape, m) for o, m in named)
                       and all(there(o.colour, o.shape, m) for o, m in others))
     return {"iou_median": _median(ious), "iou_mean": round(float(np.mean(ious)), 4),
-            "edited": round(sum(edited) / max(len(edited), 1), 4), "items": n, "threshold": threshold, "refine": refine,
-            "masks": "true" if true_masks else "words"}
+            "edited": round(sum(edited) / max(len(edited), 1), 4), "items": n,
+            **({"masks": "true"} if true_masks else {"masks": "words", "threshold": threshold, "refine": refine})}
