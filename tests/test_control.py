@@ -375,3 +375,122 @@ def test_a_detector_without_its_package_is_one_line_saying_what_to_install(tmp_p
     assert not (tmp_path / "res").exists()
     assert main(argv[:6] + ["yolov8n-seg.pt"] + argv[7:]) == 2
     assert "use WEIGHTS:CLASS" in capsys.readouterr().err
+
+
+# --- training an inpainting model on the one training loop (tiny base, the shapes world's masks)
+
+IP_TRAIN = ["name=ip", "base=tiny", "method=inpaint", "train=[unet]", "data.name=shapes", "data.size=24",
+            "validation.held_out=2", "steps=4", "batch_size=4", "lr=1e-3", "warmup=1", "mixed_precision=fp32",
+            "sample_every=2", "checkpoint_every=2", "log_every=1", "sample.seeds=[0]", "sample.num_inference_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def ip_run(tmp_path_factory, difflab_cache):
+    from difflab.train.config import load_config
+    from difflab.train.loop import train
+    return train(load_config(None, IP_TRAIN), out=tmp_path_factory.mktemp("ip"), progress=False)
+
+
+def test_a_new_inpainting_unet_is_the_base_unet_exactly(difflab_cache):
+    """The 5 new input channels (mask, masked image's latents) start at zero: whatever they hold, the prediction is
+    the base UNet's."""
+    import diffusers
+    from difflab.tiny import tiny_path
+    from difflab.train.methods import inpainting_unet
+    base = diffusers.UNet2DConditionModel.from_pretrained(tiny_path("tiny"), subfolder="unet")
+    unet = inpainting_unet(base)
+    g = torch.Generator().manual_seed(0)
+    size = base.config.sample_size
+    z, extra = torch.randn(2, 4, size, size, generator=g), torch.randn(2, 5, size, size, generator=g)
+    context = torch.randn(2, 8, base.config.cross_attention_dim, generator=g)
+    t = torch.tensor([10, 900])
+    with torch.no_grad():
+        ours, theirs = unet(torch.cat([z, extra], 1), t, context).sample, base(z, t, context).sample
+    assert unet.config.in_channels == 9 and ours.shape == theirs.shape
+    assert torch.allclose(ours, theirs, atol=1e-5) and not torch.allclose(ours, torch.zeros_like(ours))
+    assert inpainting_unet(unet) is unet   # an inpainting UNet is kept
+
+
+def test_inpainting_masks_are_drawn_as_the_config_shares_them(difflab_cache):
+    from difflab.shapes import world
+    from difflab.train.config import DataConfig, InpaintConfig
+    from difflab.train.data import inpaint_masks, shapes
+    data = shapes(DataConfig(size=24), progress=False, regions=True)
+    idx = torch.arange(24)
+
+    def draw(cfg, seed=0):
+        return inpaint_masks(data, idx, cfg, 64, torch.Generator().manual_seed(seed))
+
+    masks, captions = draw(InpaintConfig(objects=1.0, boxes=0.0))
+    for i, (m, caption) in enumerate(zip(masks, captions)):   # one colour-and-shape's objects, named by its words
+        _, scene = world.item(i, "train")
+        same = [mm for o, mm in zip(scene.objects, scene.masks) if caption == f"a {o.colour} {o.shape}"]
+        assert same and (m[0].numpy() > 0).tolist() == np.any(same, axis=0).tolist()
+    masks, captions = draw(InpaintConfig(objects=0.0, boxes=1.0, min_box=0.25))
+    assert captions == data.captions
+    for m in masks[:, 0]:   # a filled rectangle, each side at least a quarter of the image
+        rows, cols = np.nonzero(m.numpy())
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert m.sum() == h * w and h >= 16 and w >= 16
+    masks, _ = draw(InpaintConfig(objects=0.0, boxes=0.0))
+    assert masks.min() == 1   # the whole image: text-to-image
+    a, b = draw(InpaintConfig(), seed=3), draw(InpaintConfig(), seed=3)
+    assert torch.equal(a[0], b[0]) and a[1] == b[1] and not torch.equal(a[0], draw(InpaintConfig(), seed=4)[0])
+
+
+def test_inpaint_training_writes_an_inpainting_model_that_reads_words_with_its_base(ip_run, sd, photo):
+    from difflab.checkpoints import training_record
+    model = ip_run / "model"
+    assert json.loads((model / "model_index.json").read_text())["_class_name"] == "StableDiffusionInpaintPipeline"
+    record = training_record(model / "unet")
+    assert record["method"] == "inpaint" and record["base"]["name"] == "tiny" and record["step"] == 4
+    metrics = [json.loads(x) for x in (ip_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "val_loss" in m] == [2, 4]
+    # the sample grid's rows: a held-out image, its mask over it, the samples; outside the mask they keep the image
+    step = ip_run / "samples" / "steps" / "step-0000004"
+    assert sorted(p.name for p in step.glob("00-*")) == ["00-image.png", "00-mask.png", "00-seed-0.png"]
+    trained = difflab.load(str(model), task="inpaint", progress=False)
+    assert trained.pipe.unet.config.in_channels == 9
+    words = trained.words_pipeline()   # masks from words come from the base model's text-to-image UNet
+    assert words.unet.config.in_channels == 4
+    assert torch.equal(words.unet.conv_in.weight, sd.pipe.unet.conv_in.weight)
+    ours = control.mask_from_words(words, photo, "a red circle", refine="none")
+    assert pixels(ours).tolist() == pixels(control.mask_from_words(sd.pipe, photo, "a red circle",
+                                                                   refine="none")).tolist()
+    out = difflab.generate(trained, task="inpaint", prompt="a blue square", image=photo, mask_from="a red circle",
+                           mask_refine="none", keep_unmasked=True, **FAST)[0]
+    keep = pixels(ours) == 0
+    assert keep.any() and (pixels(out.image)[keep] == pixels(photo)[keep]).all()
+
+
+def test_masks_from_words_need_a_base_for_an_inpainting_model(sd_inpaint, photo):
+    with pytest.raises(InputError, match="mask_from: DiffEdit needs a text-to-image UNet .* no recorded base model"):
+        difflab.generate(sd_inpaint, task="inpaint", prompt="a blue square", image=photo, mask_from="a red circle",
+                         **FAST)
+
+
+def test_a_stopped_inpaint_run_resumes_exactly(ip_run, tmp_path):
+    from safetensors.torch import load_file
+    from difflab.train.config import load_config
+    from difflab.train.loop import train
+    cfg = load_config(None, IP_TRAIN)
+    cut = train(cfg, out=tmp_path, progress=False, stop_after=3)
+    assert not (cut / "model").exists()
+    train(cfg, out=tmp_path, progress=False, resume=cut)
+    a = load_file(ip_run / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(cut / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train=[text_encoder]"], r"train: \['text_encoder'\]; method inpaint trains the unet"),
+    (["inpaint.objects=0.9", "inpaint.boxes=0.2"], r"inpaint.objects \+ inpaint.boxes: 0.9 \+ 0.2 is over 1"),
+    (["inpaint.boxes=-0.1"], r"inpaint.boxes: -0.1 is not allowed; use a share in \[0, 1\]"),
+    (["data.name=folder", "data.folder=x"], r"inpaint.objects: 0.7 needs the shapes world's object masks"),
+    (["data.flip=true"], r"data.flip: true would flip the images but not the objects' masks"),
+    (["validation.held_out=0"], r"validation.held_out: method inpaint draws its sample grid from held-out"),
+])
+def test_bad_inpaint_configs_are_refused_with_the_field(overrides, message):
+    from difflab.train.config import load_config
+    with pytest.raises(InputError, match=message):
+        load_config(None, IP_TRAIN + overrides)

@@ -178,11 +178,12 @@ def build_parser() -> Parser:
     _add_run_args(p, "training", "--set steps=500 --set base=results/<vae run>/model",
                   "continue a run from its latest checkpoint")
     p = sub.add_parser("finetune", help="fine-tune any model: LoRA, DreamBooth, textual inversion, full, or train a "
-                                        "ControlNet (configs/finetune/*.yaml)",
+                                        "ControlNet or an inpainting model (configs/finetune/*.yaml)",
                        description="Fine-tune a model difflab loads (`base`) on a folder of images: method lora, "
-                                   "dreambooth, textual_inversion, full, or controlnet (outlines of the shapes world, "
-                                   "or a folder with conditioning images). The run folder holds validation grids over "
-                                   "steps, metrics with a validation loss, checkpoints, and lora/, embedding/, "
+                                   "dreambooth, textual_inversion, full, controlnet (outlines of the shapes world, "
+                                   "or a folder with conditioning images), or inpaint (a 9-channel inpainting UNet "
+                                   "from the base's, trained on masked images). The run folder holds validation grids "
+                                   "over steps, metrics with a validation loss, checkpoints, and lora/, embedding/, "
                                    "controlnet/ or model/.")
     _add_run_args(p, "fine-tuning", "--set base=shapes --set lora.rank=8",
                   "continue a run from its latest checkpoint")

@@ -107,7 +107,7 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         width, height = prepared.image.size
     if params.mask_from or params.mask_from_detector:
         from .control import mask_from_detector, mask_from_words
-        found = [mask_from_words(pipe, prepared.image, params.mask_from, params.mask_threshold,
+        found = [mask_from_words(model.words_pipeline(), prepared.image, params.mask_from, params.mask_threshold,
                                  params.mask_refine)] if params.mask_from \
             else []
         found += [mask_from_detector(prepared.image, params.mask_from_detector)] if params.mask_from_detector else []

@@ -308,6 +308,25 @@ class Model:
             self._pipes[task] = new
         return self._pipes[task]
 
+    def words_pipeline(self):
+        """The pipeline whose text-to-image UNet DiffEdit reads masks from words with: this model's own; for an
+        inpainting model (a 9-channel UNet, which predicts noise from the mask it is given) the base model that its
+        difflab training record names, loaded once on the same device and dtype."""
+        if self.pipe.unet.config.in_channels == self.pipe.unet.config.out_channels:
+            return self.pipe
+        if getattr(self, "_words_pipe", None) is None:
+            from .checkpoints import training_record
+
+            found = training_record(Path(self.source.path) / "unet") if self.source.kind == "folder" else None
+            if not found or not found.get("base"):
+                raise InputError(f"mask_from: DiffEdit needs a text-to-image UNet (4 input channels); model "
+                                 f"{self.source.name!r} is an inpainting model with no recorded base model: draw the "
+                                 f"mask, or use its base model")
+            base = load(found["base"]["id"], device=self.device, dtype=str(self.dtype).removeprefix("torch."),
+                        progress=False)
+            self._words_pipe = base.pipe
+        return self._words_pipe
+
     def encode_prompt(self, pipe, prompt: str, negative_prompt: str, lora_scale: float | None):
         """Text embeddings of (prompt, negative prompt): diffusers' own `encode_prompt`, reused while they do
         not change. Both are always made; diffusers ignores the negative one when guidance is off."""

@@ -1,9 +1,9 @@
 """The Stable Diffusion trainer's configuration: strict dataclasses; YAML and --set only override them.
 
 One config trains one stage of one model. What is trained (`train`: vae, unet, text_encoder), how (`method`: full
-weights, LoRA adapters, DreamBooth, textual inversion), from what (`base`: a model difflab loads, or None to build
-`architecture` from scratch) and on what (`data`: the shapes world or a folder of images) is configuration, so
-the same loop trains the shapes model's VAE, then its text encoder and UNet (configs/shapes/), and fine-tunes
+weights, LoRA adapters, DreamBooth, textual inversion, a ControlNet, an inpainting UNet), from what (`base`: a
+model difflab loads, or None to build `architecture` from scratch) and on what (`data`: the shapes world or a folder
+of images) is configuration, so the same loop trains the shapes model's VAE, then its text encoder and UNet (configs/shapes/), and fine-tunes
 any model (configs/finetune/).
 """
 
@@ -17,7 +17,7 @@ from ..errors import InputError
 
 PARTS = ("vae", "unet", "text_encoder")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-METHODS = ("full", "lora", "dreambooth", "textual_inversion", "controlnet")
+METHODS = ("full", "lora", "dreambooth", "textual_inversion", "controlnet", "inpaint")
 
 
 @dataclass
@@ -94,6 +94,17 @@ class TextualInversionConfig:
 
 
 @dataclass
+class InpaintConfig:
+    """An inpainting model (Stable Diffusion's inpainting recipe): the UNet reads 9 channels, the noisy latents, the
+    mask and the masked image's latents. Each training item is masked one of three ways, with these shares: the
+    objects of one colour and shape, captioned "a COLOUR SHAPE" (the shapes world's masks: what an edit repaints);
+    a random box, with the item's caption; the rest the whole image (text-to-image, item's caption)."""
+    objects: float = 0.7
+    boxes: float = 0.2
+    min_box: float = 0.125           # a box's sides are at least this fraction of the image
+
+
+@dataclass
 class ValidationConfig:
     """Held-out images scored at fixed timesteps and noise (comparable across steps), and images at fixed prompts
     and seeds collected into one grid over steps (rows: prompt x seed, columns: steps)."""
@@ -143,6 +154,7 @@ class TrainConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     dreambooth: DreamBoothConfig = field(default_factory=DreamBoothConfig)
     textual_inversion: TextualInversionConfig = field(default_factory=TextualInversionConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     gradient_checkpointing: bool = False
     gradient_accumulation: int = 1
@@ -200,6 +212,28 @@ class TrainConfig:
             if self.data.crop != "center" or self.data.flip:
                 raise InputError("data.crop: a ControlNet's image and control image must stay aligned; use crop "
                                  "center and flip false")
+        if self.method == "inpaint":
+            ip = self.inpaint
+            if "unet" not in self.train:
+                raise InputError(f"train: {self.train!r}; method inpaint trains the unet (and the text_encoder if "
+                                 f"named)")
+            if self.validation.held_out < 1:
+                raise InputError("validation.held_out: method inpaint draws its sample grid from held-out images with "
+                                 "their masks; hold out at least 1")
+            for key in ("objects", "boxes"):
+                if not 0 <= getattr(ip, key) <= 1:
+                    raise InputError(f"inpaint.{key}: {getattr(ip, key)} is not allowed; use a share in [0, 1]")
+            if ip.objects + ip.boxes > 1:
+                raise InputError(f"inpaint.objects + inpaint.boxes: {ip.objects} + {ip.boxes} is over 1; the rest "
+                                 f"(whole-image masks) cannot be negative")
+            if not 0 < ip.min_box <= 1:
+                raise InputError(f"inpaint.min_box: {ip.min_box} is not allowed; use a fraction in (0, 1]")
+            if ip.objects and self.data.flip:
+                raise InputError("data.flip: true would flip the images but not the objects' masks; method inpaint "
+                                 "with inpaint.objects needs flip false")
+            if ip.objects and self.data.name != "shapes":
+                raise InputError(f"inpaint.objects: {ip.objects} needs the shapes world's object masks; with "
+                                 f"data.name {self.data.name} use 0 (boxes and whole images)")
         if self.method != "full" and "vae" in self.train:
             raise InputError(f"train: method {self.method} trains unet or text_encoder, not the VAE")
         if self.uses_lora:
@@ -237,7 +271,7 @@ class TrainConfig:
             raise InputError(f"data.name: {d.name!r} is not known; use shapes or folder")
         if d.name == "folder" and not d.folder:
             raise InputError("data.folder: missing; data.name folder needs the folder of images")
-        if d.name == "shapes" and self.method not in ("full", "controlnet"):
+        if d.name == "shapes" and self.method not in ("full", "controlnet", "inpaint"):
             raise InputError(f"data.name: shapes is the world's training split; method {self.method} needs a folder "
                              f"(data.name: folder, data.folder: ...; `difflab shapes-folder` writes one)")
         if d.crop not in ("center", "random"):

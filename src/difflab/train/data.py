@@ -32,6 +32,8 @@ class Dataset:
     resized: list[torch.Tensor] | None = None   # folder data with random crops: each image, shorter side = H
     digest: str = ""          # sha256 of the images and captions, recorded in what is trained on them
     controls: torch.Tensor | None = None   # (N, 3, H, W) uint8: ControlNet's control images, aligned with `images`
+    regions: list[list[tuple[str, torch.Tensor]]] | None = None   # the shapes world: per item, ("a COLOUR SHAPE",
+    # (H, W) bool) for each colour and shape in it, the mask covering every object of that kind (inpainting)
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -43,7 +45,8 @@ class Dataset:
         def part(sl):
             return Dataset(self.images[sl], self.captions[sl], None if self.masks is None else self.masks[sl],
                            None if self.resized is None else self.resized[sl], self.digest,
-                           None if self.controls is None else self.controls[sl])
+                           None if self.controls is None else self.controls[sl],
+                           None if self.regions is None else self.regions[sl])
         return part(slice(0, n)), part(slice(n, None))
 
     def batch(self, idx: torch.Tensor, crop: str, flip: bool, g: torch.Generator) -> torch.Tensor:
@@ -65,9 +68,9 @@ class Dataset:
         return images
 
 
-def shapes(cfg: DataConfig, progress: bool = True, controls: bool = False) -> Dataset:
+def shapes(cfg: DataConfig, progress: bool = True, controls: bool = False, regions: bool = False) -> Dataset:
     """Items 0..size-1 of the shapes world's training split; with `controls`, each with the outlines of its objects
-    as its control image (`world.outline`)."""
+    as its control image (`world.outline`); with `regions`, each with its objects' masks by colour and shape."""
     import io
 
     from ..shapes import world
@@ -91,7 +94,63 @@ def shapes(cfg: DataConfig, progress: bool = True, controls: bool = False) -> Da
             if controls else None
         return Dataset(torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous(),
                        json.loads(str(data["captions"])), torch.from_numpy(data["masks"])[:, None],
-                       digest=f"shapes-{world.VERSION}-train-{cfg.size}", controls=outlines)
+                       digest=f"shapes-{world.VERSION}-train-{cfg.size}", controls=outlines,
+                       regions=shapes_regions(cfg.size, progress) if regions else None)
+
+
+def shapes_regions(size: int, progress: bool = True) -> list[list[tuple[str, torch.Tensor]]]:
+    """Per item of the training split, ("a COLOUR SHAPE", mask) for each kind of object in it (all objects of that
+    colour and shape under one mask: "three red circles" is one region), cached beside the images."""
+    import io
+
+    from ..shapes import world
+
+    path = cache_root() / "data" / f"shapes-{world.VERSION}-train-{size}-regions.npz"
+    if not path.exists():
+        from tqdm.auto import tqdm
+
+        masks, owners, words = [], [], []
+        for i in tqdm(range(size), desc="the shapes world's object masks", unit="img", disable=not progress):
+            _, scene = world.item(i, "train")
+            kinds = {}
+            for o, m in zip(scene.objects, scene.masks):
+                kinds[(o.colour, o.shape)] = kinds.get((o.colour, o.shape), False) | m
+            for (colour, shape), m in kinds.items():
+                masks.append(m)
+                owners.append(i)
+                words.append(f"a {colour} {shape}")
+        buf = io.BytesIO()
+        np.savez_compressed(buf, masks=np.stack(masks), owners=np.array(owners), words=np.array(json.dumps(words)))
+        atomic_write(path, buf.getvalue())
+    with np.load(path) as data:
+        masks, words = torch.from_numpy(data["masks"]), json.loads(str(data["words"]))
+        found = [[] for _ in range(size)]
+        for owner, w, m in zip(data["owners"].tolist(), words, masks):
+            found[owner].append((w, m))
+    return found
+
+
+def inpaint_masks(data: Dataset, idx: torch.Tensor, cfg, size: int, g: torch.Generator) -> tuple[torch.Tensor, list]:
+    """Masks (B, 1, size, size) of 0/1 (1: repaint) and captions for a batch, drawn from `g` as `cfg` (InpaintConfig)
+    shares them: one kind of object with its words, a random box or the whole image with the item's caption."""
+    masks, captions = torch.zeros(len(idx), 1, size, size), []
+    lo = max(1, round(cfg.min_box * size))
+    for row, i in enumerate(idx.tolist()):
+        r = float(torch.rand((), generator=g))
+        if r < cfg.objects and data.regions and data.regions[i]:
+            words, m = data.regions[i][int(torch.randint(len(data.regions[i]), (), generator=g))]
+            masks[row, 0] = m.float()
+            captions.append(words)
+            continue
+        if r < cfg.objects + cfg.boxes:
+            h, w = (int(torch.randint(lo, size + 1, (), generator=g)) for _ in range(2))
+            y = int(torch.randint(0, size - h + 1, (), generator=g))
+            x = int(torch.randint(0, size - w + 1, (), generator=g))
+            masks[row, 0, y:y + h, x:x + w] = 1
+        else:
+            masks[row, 0] = 1
+        captions.append(data.captions[i])
+    return masks, captions
 
 
 def _metadata(folder: Path) -> dict[str, dict]:

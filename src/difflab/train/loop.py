@@ -7,18 +7,21 @@ A stage trains what its config names (`train`, `method`: see methods.py) and kee
 - everything else: the denoiser (its weights, or LoRA adapters on them) and/or the text encoder (its weights,
   adapters, or one new token's embedding) on latents of the frozen VAE; epsilon prediction under Stable
   Diffusion 1.5's noise schedule; captions dropped with `data.caption_dropout` for classifier-free guidance;
-  DreamBooth's prior preservation adds the loss on the base model's own class images.
+  DreamBooth's prior preservation adds the loss on the base model's own class images; a ControlNet adds its
+  features of the control image; an inpainting UNet reads each item's mask and masked image's latents beside the
+  noisy latents (the mask drawn per item: `data.inpaint_masks`), and is captioned to match its mask.
 Everything random at step s is drawn from generators seeded by (seed, step, rank), so a resumed run continues
 exactly as an uninterrupted one. The run folder: config.yaml (the precision `auto` chose is written there),
 metrics.jsonl (with `val_loss` on held-out images), samples/step-*.png and samples/over-steps.png (every sample
 prompt and seed against the steps), checkpoints/step-*/ (only the trained weights), and the output: model/ (a
-diffusers folder from the EMA weights), lora/ or embedding/.
+diffusers folder from the EMA weights), lora/, embedding/ or controlnet/.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -77,9 +80,22 @@ def vae_loss(vae, x0, mask, g, cfg: TrainConfig) -> torch.Tensor:
     return l1 + cfg.kl_weight * posterior.kl().mean()
 
 
-def predict_noise(unet, z_t, t, context, controlnet=None, control=None) -> torch.Tensor:
+@torch.no_grad()
+def inpaint_inputs(vae, images: torch.Tensor, masks: torch.Tensor, device) -> torch.Tensor:
+    """What an inpainting UNet reads beside the noisy latents, as diffusers' inpainting pipeline makes it: the mask
+    (1: repaint) at the latents' size (nearest), then the latents of the image with the masked pixels set to 0."""
+    vae.eval()
+    masked = to_model_range(images) * (masks < 0.5)
+    z = vae.encode(masked.to(device)).latent_dist.mean.float() * vae.config.scaling_factor
+    return torch.cat([F.interpolate(masks, size=z.shape[-2:]).to(device), z], dim=1)
+
+
+def predict_noise(unet, z_t, t, context, controlnet=None, control=None, inpaint=None) -> torch.Tensor:
     """The UNet's epsilon; with a ControlNet, its features of the control image (in [0, 1], as diffusers' ControlNet
-    pipelines give it) are added to the UNet's skip connections and middle block."""
+    pipelines give it) are added to the UNet's skip connections and middle block; an inpainting UNet reads the mask
+    and masked image's latents (`inpaint_inputs`) beside z_t."""
+    if inpaint is not None:
+        z_t = torch.cat([z_t, inpaint.to(z_t.dtype)], dim=1)
     if controlnet is None:
         return unet(z_t, t, context).sample
     down, mid = controlnet(z_t, t, context, controlnet_cond=control, return_dict=False)
@@ -87,7 +103,7 @@ def predict_noise(unet, z_t, t, context, controlnet=None, control=None) -> torch
 
 
 def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: float | None, controlnet=None,
-                   control=None) -> torch.Tensor:
+                   control=None, inpaint=None) -> torch.Tensor:
     """Per-item epsilon-prediction MSE; with `snr_gamma`, each timestep weighted by min(SNR, gamma) / SNR (Min-SNR,
     Hang et al. 2023): the many nearly clean timesteps stop dominating, and layout and colour are learnt sooner."""
     from diffusers.training_utils import compute_snr
@@ -95,7 +111,7 @@ def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: f
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=g).to(z0.device)
     noise = torch.randn(z0.shape, generator=g).to(z0.device)
     context = text_encoder(ids)[0]
-    pred = predict_noise(unet, noise_scheduler.add_noise(z0, noise, t), t, context, controlnet, control)
+    pred = predict_noise(unet, noise_scheduler.add_noise(z0, noise, t), t, context, controlnet, control, inpaint)
     per_item = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
     if snr_gamma is None:
         return per_item
@@ -105,7 +121,7 @@ def denoising_loss(unet, text_encoder, noise_scheduler, z0, ids, g, snr_gamma: f
 
 @torch.no_grad()
 def validation_loss(unet, text_encoder, noise_scheduler, z0, ids, timesteps: list[int], seed: int, controlnet=None,
-                    control=None) -> float:
+                    control=None, inpaint=None) -> float:
     """Plain epsilon MSE of held-out latents at fixed timesteps with fixed noise: the same question at every step,
     so the numbers compare across steps (rising while the training loss falls: overfitting)."""
     noise = torch.randn((len(timesteps),) + tuple(z0.shape), generator=torch.Generator().manual_seed(seed))
@@ -113,15 +129,24 @@ def validation_loss(unet, text_encoder, noise_scheduler, z0, ids, timesteps: lis
     losses = []
     for t, n in zip(timesteps, noise.to(z0.device)):
         tt = torch.full((len(z0),), t, device=z0.device)
-        pred = predict_noise(unet, noise_scheduler.add_noise(z0, n, tt), tt, context, controlnet, control)
+        pred = predict_noise(unet, noise_scheduler.add_noise(z0, n, tt), tt, context, controlnet, control, inpaint)
         losses.append(F.mse_loss(pred.float(), n).item())
     return sum(losses) / len(losses)
 
 
+@dataclass
+class SampleRow:
+    """One row of the sample grids: its prompt, the pipeline's other inputs (a ControlNet's control image; the image
+    and mask to inpaint), and the images shown before the samples, by column name."""
+    prompt: str
+    inputs: dict = field(default_factory=dict)
+    shown: dict = field(default_factory=dict)
+
+
 @torch.no_grad()
-def sample_images(parts: Parts, cfg: TrainConfig, prompts: list[str], controls: list | None = None) -> list[list]:
-    """The sample prompts (rows) x seeds (columns), DPM++ 2M Karras; with a ControlNet, each prompt with its control
-    image."""
+def sample_images(parts: Parts, cfg: TrainConfig, rows: list[SampleRow]) -> list[list]:
+    """Each row's prompt (and inputs) x the sample seeds, DPM++ 2M Karras, with the pipeline the parts make: a
+    ControlNet's, an inpainting one for a 9-channel UNet, else text-to-image."""
     import diffusers
 
     components = dict(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
@@ -130,51 +155,65 @@ def sample_images(parts: Parts, cfg: TrainConfig, prompts: list[str], controls: 
                                                                       use_karras_sigmas=True))
     if parts.controlnet is not None:
         pipe = diffusers.StableDiffusionControlNetPipeline(**components, controlnet=parts.controlnet)
+    elif parts.unet.config.in_channels != parts.unet.config.out_channels:
+        pipe = diffusers.StableDiffusionInpaintPipeline(**components)
     else:
         pipe = diffusers.StableDiffusionPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
     s = cfg.sample
-    rows = []
-    for i, prompt in enumerate(prompts):
+    images = []
+    for row in rows:
         gens = [torch.Generator().manual_seed(seed) for seed in s.seeds]
-        extra = {"image": controls[i]} if controls else {}
-        rows.append(pipe(prompt, num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
-                         num_images_per_prompt=len(gens), generator=gens, **extra).images)
-    return rows
+        images.append(pipe(row.prompt, num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
+                           num_images_per_prompt=len(gens), generator=gens, **row.inputs).images)
+    return images
 
 
-def sample_rows(cfg: TrainConfig, held_out: Dataset) -> tuple[list[str], list | None]:
-    """(prompts, control images or None) of the sample grids: the config's prompts; for a ControlNet, the first
-    (up to 4) held-out captions with their control images (never trained on: does it follow new outlines?)."""
-    if cfg.method != "controlnet":
-        return cfg.sample.prompts, None
+def sample_rows(cfg: TrainConfig, held_out: Dataset, masks: torch.Tensor | None = None,
+                captions: list[str] | None = None) -> list[SampleRow]:
+    """The rows of the sample grids: the config's prompts; for a ControlNet, the first (up to 4) held-out captions
+    with their control images (never trained on: does it follow new outlines?); for an inpainting model, the first
+    held-out images with their validation masks and captions (is the masked region repainted as asked?)."""
     n = min(4, len(held_out))
-    return held_out.captions[:n], [to_pil(c) for c in to_model_range(held_out.controls[:n])]
+    if cfg.method == "controlnet":
+        controls = [to_pil(c) for c in to_model_range(held_out.controls[:n])]
+        return [SampleRow(p, {"image": c}, {"control": c}) for p, c in zip(held_out.captions[:n], controls)]
+    if cfg.method == "inpaint":
+        from PIL import Image
+
+        from ..masks import overlay
+
+        rows = []
+        for i in range(n):
+            image = to_pil(to_model_range(held_out.images[i]))
+            mask = Image.fromarray((masks[i, 0].numpy() * 255).astype("uint8"))
+            rows.append(SampleRow(captions[i], {"image": image, "mask_image": mask},
+                                  {"image": image, "mask": overlay(image, mask)}))
+        return rows
+    return [SampleRow(p) for p in cfg.sample.prompts]
 
 
 @torch.no_grad()
 def save_samples(parts: Parts, cfg: TrainConfig, data: Dataset, run_dir: Path, step: int, device,
-                 rows_spec: tuple[list[str], list | None]) -> Path:
-    """The VAE stage: inputs over their reconstructions. The other stages: the sample prompts x seeds at this step
+                 rows: list[SampleRow]) -> Path:
+    """The VAE stage: inputs over their reconstructions. The other stages: the sample rows x seeds at this step
     (samples/step-N.png), each image kept (samples/steps/), and samples/over-steps.png made again from them."""
     path = run_dir / "samples" / f"step-{step:07d}.png"
     if "vae" in cfg.train:
         x0 = to_model_range(data.images[:8]).to(device)
         recon = parts.vae.decode(parts.vae.encode(x0).latent_dist.mean).sample.float().cpu()
-        rows = [[[to_pil(x)] for x in x0.cpu()], [[to_pil(x)] for x in recon]]
-        return runs.save_image(labelled_grid(rows, [""] * 8, ["input", "reconstruction"], f"{cfg.name}: VAE",
+        grid = [[[to_pil(x)] for x in x0.cpu()], [[to_pil(x)] for x in recon]]
+        return runs.save_image(labelled_grid(grid, [""] * 8, ["input", "reconstruction"], f"{cfg.name}: VAE",
                                              4_000_000), path)
     s = cfg.sample
-    prompts, controls = rows_spec
-    rows = sample_images(parts, cfg, prompts, controls)
-    if controls:   # the control image first in each row
-        rows = [[control] + images for control, images in zip(controls, rows)]
-    columns = (["control"] if controls else []) + [f"seed {x}" for x in s.seeds]
-    for i, images in enumerate(rows):
-        for name, image in zip(columns, images):
+    images = [list(row.shown.values()) + samples for row, samples in zip(rows, sample_images(parts, cfg, rows))]
+    columns = list(rows[0].shown) + [f"seed {x}" for x in s.seeds]   # what each row shows first, then the seeds
+    for i, row_images in enumerate(images):
+        for name, image in zip(columns, row_images):
             runs.save_image(image, run_dir / "samples" / "steps" / f"step-{step:07d}" /
                             f"{i:02d}-{name.replace(' ', '-')}.png")
-    grid = labelled_grid([[[im] for im in images] for images in rows], columns, prompts,
+    prompts = [row.prompt for row in rows]
+    grid = labelled_grid([[[im] for im in row_images] for row_images in images], columns, prompts,
                          f"{cfg.name}: DPM++ 2M Karras, {s.num_inference_steps} steps, CFG {s.guidance_scale}",
                          4_000_000)
     runs.save_image(_over_steps(run_dir, cfg, prompts), run_dir / "samples" / "over-steps.png")
@@ -242,8 +281,9 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     # --- parts, data (training, held out, DreamBooth's class images), what is trained
     parts = load_parts(cfg)
     size = image_size(cfg, parts)
-    controls = cfg.method == "controlnet"
-    data = (datasets.shapes(cfg.data, progress=progress and main, controls=controls) if cfg.data.name == "shapes"
+    controls, inpaint = cfg.method == "controlnet", cfg.method == "inpaint"
+    data = (datasets.shapes(cfg.data, progress=progress and main, controls=controls,
+                            regions=inpaint and cfg.inpaint.objects > 0) if cfg.data.name == "shapes"
             else datasets.folder(cfg.data, size, controls=controls))
     if cfg.validation.held_out >= len(data):
         raise InputError(f"validation.held_out: {cfg.validation.held_out} leaves no training data of {len(data)} "
@@ -262,19 +302,25 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     for name in ("vae", "unet", "text_encoder", "controlnet"):
         if getattr(parts, name) is not None:
             getattr(parts, name).to(device)
-    rows_spec = sample_rows(cfg, held_out)
     weights = trainable.weights
     noise_scheduler = DDPMScheduler(**SD15_BETAS, clip_sample=False)
     augment = cfg.data.crop == "random" or cfg.data.flip
+    rows = []   # the sample grids' rows (SampleRow); the VAE stage shows reconstructions instead
     if "vae" not in cfg.train:  # the frozen VAE encodes the images once (each batch, when they are augmented)
         latents = None if augment else encode_latents(parts.vae, data.images, device)
         ids, empty = token_ids(parts.tokenizer, data.captions), token_ids(parts.tokenizer, [""])[0]
         if prior is not None:
             prior_latents, prior_ids = encode_latents(parts.vae, prior.images, device), \
                 token_ids(parts.tokenizer, prior.captions)
+        val_captions, val_masks, val_inpaint = held_out.captions, None, None
+        if inpaint:   # fixed masks (and their captions) for the held-out images, drawn once from the seed
+            val_masks, val_captions = datasets.inpaint_masks(held_out, torch.arange(len(held_out)), cfg.inpaint, size,
+                                                             torch.Generator().manual_seed(cfg.seed))
+            val_inpaint = inpaint_inputs(parts.vae, held_out.images, val_masks, device)
         if len(held_out):
             val_latents, val_ids = encode_latents(parts.vae, held_out.images, device), \
-                token_ids(parts.tokenizer, held_out.captions).to(device)
+                token_ids(parts.tokenizer, val_captions).to(device)
+        rows = sample_rows(cfg, held_out, val_masks, val_captions)
 
     def part(model, name: str):
         return model[name] if name in model else getattr(parts, name)
@@ -290,9 +336,12 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         if "vae" in cfg.train:
             return vae_loss(model["vae"], to_model_range(data.images[idx]).to(device), data.masks[idx].to(device),
                             g, cfg)
-        z0 = latents[idx] if latents is not None else \
-            encode_latents(parts.vae, data.batch(idx, cfg.data.crop, cfg.data.flip, g), device)
-        batch_ids = ids[idx]
+        images = data.batch(idx, cfg.data.crop, cfg.data.flip, g) if latents is None or inpaint else None
+        z0 = latents[idx] if latents is not None else encode_latents(parts.vae, images, device)
+        batch_ids, masked = ids[idx], None
+        if inpaint:   # each item masked (objects, a box, everything), captioned to match; see InpaintConfig
+            masks, captions = datasets.inpaint_masks(data, idx, cfg.inpaint, size, g)
+            batch_ids, masked = token_ids(parts.tokenizer, captions), inpaint_inputs(parts.vae, images, masks, device)
         if prior is not None:   # DreamBooth: the instance batch and as many class images, in one forward pass
             pdx = batch_indices(len(prior), cfg.batch_size, step, cfg.seed + 1, rank, world)
             z0, batch_ids = torch.cat([z0, prior_latents[pdx]]), torch.cat([batch_ids, prior_ids[pdx]])
@@ -300,7 +349,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
         batch_ids = torch.where(drop[:, None], empty, batch_ids).to(device)
         per_item = denoising_loss(part(model, "unet"), part(model, "text_encoder"), noise_scheduler,
                                   z0.to(device), batch_ids, g, cfg.snr_gamma, part(model, "controlnet"),
-                                  control_images(data, idx))
+                                  control_images(data, idx), masked)
         if prior is None:
             return per_item.mean()
         return per_item[:len(idx)].mean() + db.prior_loss_weight * per_item[len(idx):].mean()
@@ -310,7 +359,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
             return None
         return validation_loss(part(model, "unet"), part(model, "text_encoder"), noise_scheduler,
                                val_latents, val_ids, cfg.validation.timesteps, cfg.seed, part(model, "controlnet"),
-                               control_images(held_out, slice(None)))
+                               control_images(held_out, slice(None)), val_inpaint)
 
     # --- precision: `auto` times this very step in float32 and bf16 on a CPU (rank 0 decides for all)
     modules = trainable.modules
@@ -384,7 +433,7 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
                 with ema_weights(weights, ema):
                     wrapped.eval()
                     val = validate(model)
-                    grid = save_samples(parts, cfg, data, run_dir, step, device, rows_spec)
+                    grid = save_samples(parts, cfg, data, run_dir, step, device, rows)
                 tracker.log_image(grid, "samples", {"step": step}, step)
             metrics.count(cfg.batch_size * world * k)
             loss_all = accelerator.reduce(loss.detach().float() * k, "mean").item()

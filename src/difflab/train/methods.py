@@ -12,6 +12,11 @@
 - `controlnet`: a ControlNet (Zhang et al. 2023) made from the base UNet (`ControlNetModel.from_unet`: a copy of its
   encoder and middle block, zero convolutions out) and trained alone; the whole base model stays frozen. Output:
   `controlnet/`, a ControlNetModel folder (`ControlNetModel.from_pretrained`, `difflab --controlnet`).
+- `inpaint`: an inpainting model (Stable Diffusion's inpainting recipe, as in runwayml's): the base UNet copied into
+  one reading 9 channels (the noisy latents, the mask, the masked image's latents; the 5 new input channels start at
+  zero, so step 0 is the base model exactly) and trained on masked items (objects, boxes, whole images: see
+  `InpaintConfig`). Output: `model/`, a StableDiffusionInpaintPipeline folder whose UNet records its base model
+  (masks from words are taken with the base's text-to-image UNet: `Model.words_pipeline`).
 Every output records where it came from (base model id and hash, method, data hash, the whole config) in its
 safetensors metadata under the key `difflab`; `checkpoints.training_record(path)` reads it back.
 """
@@ -69,6 +74,11 @@ def prepare(parts: Parts, cfg: TrainConfig) -> Trainable:
     elif cfg.method == "controlnet":
         names = ["controlnet"]
         parts.controlnet = make_controlnet(parts, cfg.seed)
+    elif cfg.method == "inpaint":
+        names = list(cfg.train)
+        parts.unet = inpainting_unet(parts.unet)
+        for name in names:
+            getattr(parts, name).requires_grad_(True)
     else:
         names = list(cfg.train)
         for name in names:
@@ -95,6 +105,22 @@ def make_controlnet(parts: Parts, seed: int):
     torch.manual_seed(seed)   # the control-image encoder's random start
     net = ControlNetModel.from_unet(parts.unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels])
     return net.requires_grad_(True)
+
+
+def inpainting_unet(unet):
+    """`unet` reading 5 more input channels (the mask and the masked image's latents) whose weights are zero: it
+    predicts exactly what `unet` does until training teaches it to look at them. An inpainting UNet is kept as is."""
+    from diffusers import UNet2DConditionModel
+
+    latent = unet.config.out_channels
+    if unet.config.in_channels == 2 * latent + 1:
+        return unet
+    new = UNet2DConditionModel.from_config({**unet.config, "in_channels": 2 * latent + 1})
+    weights = unet.state_dict()
+    w = weights["conv_in.weight"]
+    weights["conv_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], latent + 1, *w.shape[2:])], dim=1)
+    new.load_state_dict(weights)
+    return new.to(dtype=unet.dtype)
 
 
 def _add_token(parts: Parts, token: str, initializer: str):
@@ -142,7 +168,7 @@ def save_outputs(parts: Parts, cfg: TrainConfig, run_dir: Path, info: dict) -> P
         return save_embedding(parts, cfg.textual_inversion.token, run_dir / "embedding", info)
     if cfg.method == "controlnet":
         return save_controlnet(parts.controlnet, run_dir / "controlnet", info)
-    folder = save_pipeline(parts, run_dir / "model")
+    folder = save_pipeline(parts, run_dir / "model", inpaint=cfg.method == "inpaint")
     if cfg.base is not None:   # a fine-tuned folder says what it was tuned from in its trained parts' weights
         for name in cfg.train:
             for path in (folder / name).glob("*.safetensors"):

@@ -95,15 +95,17 @@ def load_parts(cfg: TrainConfig) -> Parts:
                  {"name": model.source.name, "id": model.source.id, "hash": model.weights_hash})
 
 
-def save_pipeline(parts: Parts, folder) -> Path:
-    """A diffusers Stable Diffusion folder, written atomically (a temporary folder renamed into place)."""
-    from diffusers import PNDMScheduler, StableDiffusionPipeline
+def save_pipeline(parts: Parts, folder, inpaint: bool = False) -> Path:
+    """A diffusers Stable Diffusion folder (an inpainting one with `inpaint`: its model_index names
+    StableDiffusionInpaintPipeline), written atomically (a temporary folder renamed into place)."""
+    import diffusers
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    pipe = StableDiffusionPipeline(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
-                                   unet=parts.unet, scheduler=PNDMScheduler(**SD15_SCHEDULER), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    cls = diffusers.StableDiffusionInpaintPipeline if inpaint else diffusers.StableDiffusionPipeline
+    pipe = cls(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
+               scheduler=diffusers.PNDMScheduler(**SD15_SCHEDULER), safety_checker=None, feature_extractor=None,
+               requires_safety_checker=False)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     pipe.save_pretrained(tmp)
     publish_mode(tmp, folder=True)
