@@ -424,7 +424,7 @@ def test_inpainting_masks_are_drawn_as_the_config_shares_them(difflab_cache):
     masks, captions = draw(InpaintConfig(objects=1.0, boxes=0.0))
     for i, (m, caption) in enumerate(zip(masks, captions)):   # one colour-and-shape's objects, named by its words
         _, scene = world.item(i, "train")
-        same = [mm for o, mm in zip(scene.objects, scene.masks) if caption == f"a {o.colour} {o.shape}"]
+        same = [mm for o, mm in zip(scene.objects, scene.masks) if caption == world.article(f"{o.colour} {o.shape}")]
         assert same and (m[0].numpy() > 0).tolist() == np.any(same, axis=0).tolist()
     masks, captions = draw(InpaintConfig(objects=0.0, boxes=1.0, min_box=0.25))
     assert captions == data.captions

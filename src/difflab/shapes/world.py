@@ -115,7 +115,7 @@ def _noun(thing: Thing, count: int = 1) -> str:
     return " ".join(words + [shape + ("s" if count > 1 else "")])
 
 
-def _article(words: str) -> str:
+def article(words: str) -> str:
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 
@@ -139,13 +139,13 @@ def caption(prompt: Prompt, rng: random.Random) -> str:
         text = f"{NUMBERS[t.count]} {_noun(t, t.count)}"
     elif prompt.category == "relative_position":
         a, b = things
-        text = f"{_article(_noun(a))} {RELATION_WORDS[prompt.relation]} {_article(_noun(b))}"
+        text = f"{article(_noun(a))} {RELATION_WORDS[prompt.relation]} {article(_noun(b))}"
     elif len(things) == 2:
         a, b = things if rng.random() < 0.5 else things[::-1]
-        text = f"{_article(_noun(a))} and {_article(_noun(b))}"
+        text = f"{article(_noun(a))} and {article(_noun(b))}"
     else:
         t = things[0]
-        text = _article(_noun(t))
+        text = article(_noun(t))
         if t.position:
             text += " " + _where(t.position, rng)
     if prompt.background:

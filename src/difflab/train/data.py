@@ -99,13 +99,13 @@ def shapes(cfg: DataConfig, progress: bool = True, controls: bool = False, regio
 
 
 def shapes_regions(size: int, progress: bool = True) -> list[list[tuple[str, torch.Tensor]]]:
-    """Per item of the training split, ("a COLOUR SHAPE", mask) for each kind of object in it (all objects of that
+    """Per item of the training split, ("a COLOUR SHAPE" or "an ...", mask) for each kind of object in it (all objects of that
     colour and shape under one mask: "three red circles" is one region), cached beside the images."""
     import io
 
     from ..shapes import world
 
-    path = cache_root() / "data" / f"shapes-{world.VERSION}-train-{size}-regions.npz"
+    path = cache_root() / "data" / f"shapes-{world.VERSION}-train-{size}-kinds.npz"
     if not path.exists():
         from tqdm.auto import tqdm
 
@@ -118,7 +118,7 @@ def shapes_regions(size: int, progress: bool = True) -> list[list[tuple[str, tor
             for (colour, shape), m in kinds.items():
                 masks.append(m)
                 owners.append(i)
-                words.append(f"a {colour} {shape}")
+                words.append(world.article(f"{colour} {shape}"))
         buf = io.BytesIO()
         np.savez_compressed(buf, masks=np.stack(masks), owners=np.array(owners), words=np.array(json.dumps(words)))
         atomic_write(path, buf.getvalue())
