@@ -9,7 +9,7 @@
   mask as DiffEdit finds it (refine none) and snapped to the image's regions (segments, the default); with
   --true-masks, also through the true masks (what the model's inpainting can do with perfect masks); with
   --inpaint-model, the same edits by an inpainting model trained from `shapes` (configs/finetune/shapes_inpaint.yaml;
-  `train` trains it first, about 15 CPU minutes), its masks from words read by `shapes`, side by side.
+  `train` trains it first, about 35 CPU minutes), its masks from words read by `shapes`, side by side.
 
     python bench/bench_control.py                                   # trains first (about 10 CPU minutes)
     python bench/bench_control.py --controlnet results/<run>/controlnet --items 100

@@ -215,7 +215,7 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str
         is_named = [(o.colour, o.shape) == (target.colour, target.shape) for o in scene.objects]
         named = [(o, m) for o, m, y in zip(scene.objects, scene.masks, is_named) if y]
         others = [(o, m) for o, m, y in zip(scene.objects, scene.masks, is_named) if not y]
-        truth = np.any([m for _, m in named], axis=0)
+        truth = world.kind_masks(scene)[(target.colour, target.shape)]
         try:
             mask = truth if true_masks else \
                 np.asarray(mask_from_words(words, image, f"{target.colour} {target.shape}", threshold, refine)) > 0

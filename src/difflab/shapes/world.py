@@ -370,6 +370,16 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return np.repeat(edge[..., None].astype(np.uint8) * 255, 3, axis=2)
 
 
+def kind_masks(scene: Scene) -> dict[tuple[str, str], np.ndarray]:
+    """(colour, shape) -> the (H, W) bool mask of every object of that kind in `scene` ("three red circles" are one
+    mask): the region that the words "red circle" name."""
+    kinds = {}
+    for o, m in zip(scene.objects, scene.masks):
+        key = (o.colour, o.shape)
+        kinds[key] = kinds[key] | m if key in kinds else m
+    return kinds
+
+
 def make_scene(prompt: Prompt, seed: int) -> tuple[Image.Image, Scene]:
     """A rendered scene that meets `prompt` (any shapes, held-out combinations allowed), drawn from `seed`."""
     rng = random.Random(seed)

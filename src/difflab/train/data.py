@@ -99,8 +99,8 @@ def shapes(cfg: DataConfig, progress: bool = True, controls: bool = False, regio
 
 
 def shapes_regions(size: int, progress: bool = True) -> list[list[tuple[str, torch.Tensor]]]:
-    """Per item of the training split, ("a COLOUR SHAPE" or "an ...", mask) for each kind of object in it (all objects of that
-    colour and shape under one mask: "three red circles" is one region), cached beside the images."""
+    """Per item of the training split, ("a red circle", mask) for each kind of object in it (`world.kind_masks`: all
+    objects of that colour and shape under one mask), cached beside the images."""
     import io
 
     from ..shapes import world
@@ -112,10 +112,7 @@ def shapes_regions(size: int, progress: bool = True) -> list[list[tuple[str, tor
         masks, owners, words = [], [], []
         for i in tqdm(range(size), desc="the shapes world's object masks", unit="img", disable=not progress):
             _, scene = world.item(i, "train")
-            kinds = {}
-            for o, m in zip(scene.objects, scene.masks):
-                kinds[(o.colour, o.shape)] = kinds.get((o.colour, o.shape), False) | m
-            for (colour, shape), m in kinds.items():
+            for (colour, shape), m in world.kind_masks(scene).items():
                 masks.append(m)
                 owners.append(i)
                 words.append(world.article(f"{colour} {shape}"))

@@ -51,7 +51,10 @@ class Trainable:
 
 
 def prepare(parts: Parts, cfg: TrainConfig) -> Trainable:
-    """Freeze everything, then make trainable what `cfg.method` trains (adding LoRA layers or a new token)."""
+    """Freeze everything, then make trainable what `cfg.method` trains (adding LoRA layers, a new token, a ControlNet;
+    an inpainting UNet in place of the base's, then trained as `full` trains)."""
+    if cfg.method == "inpaint":
+        parts.unet = inpainting_unet(parts.unet)
     for name in ("vae", "unet", "text_encoder"):
         getattr(parts, name).requires_grad_(False)
     after_step = None
@@ -74,11 +77,6 @@ def prepare(parts: Parts, cfg: TrainConfig) -> Trainable:
     elif cfg.method == "controlnet":
         names = ["controlnet"]
         parts.controlnet = make_controlnet(parts, cfg.seed)
-    elif cfg.method == "inpaint":
-        names = list(cfg.train)
-        parts.unet = inpainting_unet(parts.unet)
-        for name in names:
-            getattr(parts, name).requires_grad_(True)
     else:
         names = list(cfg.train)
         for name in names:
