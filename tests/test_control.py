@@ -494,3 +494,20 @@ def test_bad_inpaint_configs_are_refused_with_the_field(overrides, message):
     from difflab.train.config import load_config
     with pytest.raises(InputError, match=message):
         load_config(None, IP_TRAIN + overrides)
+
+
+def test_from_remakes_an_inpainted_image_from_its_recorded_input(tmp_path, photo, capsys):
+    """`generate --from` of an inpainting (its mask from words): the recorded input image is found again by its hash;
+    changed on disk, it is refused."""
+    source = tmp_path / "in.png"
+    photo.save(source)
+    assert main(["inpaint", "--model", "tiny", "--image", str(source), "--mask-from", "red circle", "--prompt",
+                 "a blue square", "--steps", "3", "--seed", "4", "--out", str(tmp_path / "a")]) == 0
+    (first,) = (tmp_path / "a").glob("*/0000-4.png")
+    assert main(["generate", "--from", str(first), "--out", str(tmp_path / "b")]) == 0
+    (again,) = (tmp_path / "b").glob("*/0000-4.png")
+    assert (pixels(Image.open(first)) == pixels(Image.open(again))).all()
+    ImageChops.invert(photo).save(source)
+    capsys.readouterr()
+    assert main(["generate", "--from", str(first), "--out", str(tmp_path / "c")]) == 2
+    assert "image: the input" in capsys.readouterr().err and not (tmp_path / "c").exists()

@@ -328,6 +328,9 @@ def cmd_generate(args) -> int:
     params, prompts, record = _request(args)
     image = getattr(args, "image", None)
     mask = getattr(args, "mask", None)
+    if record is not None:   # --from: the image's own input image and mask (found again by their recorded hash)
+        from .generate import recorded_input
+        image, mask = image or recorded_input(record, "image"), mask or recorded_input(record, "mask_image")
     inputs.prepare(params, image, mask)
     options = _model_options(args, record)
     control_image = _check_control(args, params, record)

@@ -199,7 +199,7 @@ def load_for_record(record: dict, **overrides) -> Model:
     return load(source, record["task"], **{**options, **overrides})
 
 
-def _recorded_input(record: dict, key: str):
+def recorded_input(record: dict, key: str):
     entry = (record.get("inputs") or {}).get(key)
     if entry is None:
         return None
@@ -222,9 +222,9 @@ def regenerate(record: dict, model: Model | None = None) -> GeneratedImage:
     params = params_from_record(record)
     model = model or load_for_record(record)
     with threads.recorded(record.get("cpu_threads"), "the image's metadata", model.device):
-        out = generate(model, params, image=_recorded_input(record, "image"),
-                       mask_image=_recorded_input(record, "mask_image"),
-                       control_image=_recorded_input(record, "control_image"), seeds=record["batch"]["seeds"])
+        out = generate(model, params, image=recorded_input(record, "image"),
+                       mask_image=recorded_input(record, "mask_image"),
+                       control_image=recorded_input(record, "control_image"), seeds=record["batch"]["seeds"])
     return out[record["batch"]["index"]]
 
 
