@@ -34,13 +34,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--thresholds", type=float, nargs="*", default=[2.0, 3.0, 4.0])
-    ap.add_argument("--refine", nargs="*", default=["none", "segments"], help="mask refinements to compare")
+    ap.add_argument("--refine", nargs="*", default=["none", "segments", "strongest"],
+                    help="mask refinements to compare (strongest ignores the threshold: measured once)")
+    ap.add_argument("--references", nargs="*", default=["prompt", "empty"], choices=("prompt", "empty"),
+                    help="what the words are read against: the edit's prompt (difflab's default) or no text")
     ap.add_argument("--true-masks", action="store_true",
                     help="also repaint through the true masks: the edits' ceiling with perfect masks")
     ap.add_argument("--inpaint-model", help="an inpainting model folder (model/ of a method inpaint run) whose edits "
                                             "are measured beside the base model's; 'train' trains one first")
     ap.add_argument("--inpaint-config", default="configs/finetune/shapes_inpaint.yaml")
     ap.add_argument("--only", choices=("control", "words"), help="measure one of the two")
+    ap.add_argument("--skip-shapes", action="store_true", help="with --inpaint-model: measure the masks from words "
+                                                                "on the inpainting model only")
     ap.add_argument("--out", default="results")
     args = ap.parse_args()
 
@@ -64,7 +69,7 @@ def main() -> None:
     if args.only != "words":
         measure_control(args, base, controlnet, params, results)
     if args.only != "control":
-        models = {"shapes": base}
+        models = {} if args.skip_shapes and args.inpaint_model else {"shapes": base}
         if args.inpaint_model:
             models["inpainting model"] = difflab.load(inpaint_model(args, results), task="inpaint", progress=False)
         for name, model in models.items():
@@ -104,17 +109,20 @@ def measure_words(args, name: str, model, params: dict, results: dict) -> None:
     """Masks from words and the edits through them (and through the true masks) by `model`."""
     from difflab.shapes import score
 
-    print(f"\n{f'{name}: masks from words':<40} {'IoU median':>10} {'IoU mean':>9} {'edited':>8}")
+    print(f"\n{f'{name}: masks from words':<52} {'IoU median':>10} {'IoU mean':>9} {'edited':>8}")
     rows = results.setdefault("words", {}).setdefault(name, {})
-    for threshold in args.thresholds:
-        for refine in args.refine:
-            r = rows[f"{threshold:g} {refine}"] = score.words_mask_fidelity(model, args.items, threshold=threshold,
-                                                                            refine=refine, **params)
-            print(f"{f'threshold {threshold:g}, refine {refine}':<40} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} "
-                  f"{r['edited']:>8.3f}", flush=True)
+    for reference in args.references:
+        for threshold in args.thresholds:
+            for refine in args.refine:
+                if refine == "strongest" and threshold != args.thresholds[0]:
+                    continue
+                label = f"{reference}, refine {refine}" + ("" if refine == "strongest" else f", threshold {threshold:g}")
+                r = rows[label] = score.words_mask_fidelity(model, args.items, threshold=threshold, refine=refine,
+                                                            reference=None if reference == "prompt" else "", **params)
+                print(f"{label:<52} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} {r['edited']:>8.3f}", flush=True)
     if args.true_masks:
         r = rows["true masks"] = score.words_mask_fidelity(model, args.items, true_masks=True, **params)
-        print(f"{'true masks (the ceiling)':<40} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} {r['edited']:>8.3f}")
+        print(f"{'true masks (the ceiling)':<52} {r['iou_median']:>10.3f} {r['iou_mean']:>9.3f} {r['edited']:>8.3f}")
 
 
 if __name__ == "__main__":

@@ -212,8 +212,44 @@ def test_a_mask_from_words_snaps_to_the_image_regions_it_mostly_covers(sd, photo
     f = sd.pipe.vae_scale_factor
     blocks = raw.reshape(raw.shape[0] // f, f, raw.shape[1] // f, f)
     assert (blocks == blocks[:, :1, :, :1]).all() and 0 < raw.mean() < 1
-    with pytest.raises(InputError, match="mask_refine: 'sam' is not allowed; choose one of segments, none"):
+    with pytest.raises(InputError, match="mask_refine: 'sam' is not allowed; choose one of segments, strongest, none"):
         difflab.GenerationParams(task="inpaint", prompt="x", mask_from="x", mask_refine="sam").validate()
+
+
+def test_the_difference_map_is_diffusers_generate_mask_before_it_thresholds(sd, photo):
+    """DiffEdit's map, thresholded as diffusers' generate_mask thresholds (same seed, maps, strength, ratio; its
+    deprecated pipeline called directly), gives its mask latent for latent; another reference text, another map."""
+    import diffusers
+
+    editor = diffusers.StableDiffusionDiffEditPipeline.from_pipe(sd.pipe, inverse_scheduler=None)
+    editor.scheduler = diffusers.DDIMScheduler.from_config(sd.pipe.scheduler.config)
+    editor.set_progress_bar_config(disable=True)
+    theirs = editor.generate_mask(image=photo, source_prompt="red circle", target_prompt="", mask_thresholding_ratio=2.0,
+                                  num_maps_per_mask=10, mask_encode_strength=0.5,
+                                  generator=torch.Generator("cpu").manual_seed(0))[0]
+    ours = np.asarray(control.mask_from_words(sd.pipe, photo, "red circle", threshold=2.0, refine="none")) > 0
+    f = sd.pipe.vae_scale_factor
+    assert 0 < theirs.mean() < 1 and np.array_equal(ours[::f, ::f], theirs > 0)
+    plain = control.difference_map(sd.pipe, photo, "red circle")
+    versus = control.difference_map(sd.pipe, photo, "red circle", reference="a blue square")
+    assert plain.shape == theirs.shape and not np.allclose(plain, versus)
+
+
+def test_strongest_regions_take_the_objects_the_words_single_out_whole(sd, photo):
+    """refine="strongest": the image's regions whose mean difference is within STRONGEST of the strongest one's,
+    each whole however coarse the map: here a map hot over part of one object takes all of it and leaves a second
+    object that it reads at half that; read at nine tenths, both are taken."""
+    from difflab.shapes import score, world
+
+    image, scene = world.item(5, "val")           # "a red circle and a black circle"
+    a, b = scene.masks[:2]
+    cells = lambda m: m.reshape(16, 4, 16, 4).mean(axis=(1, 3))  # noqa: E731   the 16x16 latent grid
+    for share, want in ((0.5, a), (0.9, a | b)):
+        found = (cells(a) > 0.6) * 1.0 + (cells(b) > 0.6) * share
+        taken = np.asarray(control.strongest_regions(image, found.astype(np.float32))) > 0
+        assert score.iou(taken, want) > 0.85 and (taken & want).sum() > 0.9 * want.sum()
+    mask = control.mask_from_words(sd.pipe, photo, "red circle", refine="strongest")
+    assert mask.size == photo.size and 0 < (np.asarray(mask) > 0).mean() < 1
 
 
 def test_words_mask_fidelity_measures_masks_from_words_or_repaints_through_the_true_ones(sd):
@@ -241,6 +277,14 @@ def test_inpaint_with_mask_from_keeps_what_is_outside_the_words_mask(tmp_path, p
     record = json.loads(Image.open(run / "0000-1.png").info["difflab"])
     assert record["mask_from"] == "a red circle" and "Mask from: a red circle" in Image.open(run / "0000-1.png").info["parameters"]
     assert record["mask_refine"] == "segments" and "Mask refine: segments" in Image.open(run / "0000-1.png").info["parameters"]
+    assert record["mask_reference"] is None   # read against the prompt
+    found = control.mask_from_words(difflab.load("tiny").pipe, Image.open(photo_file).convert("RGB"), "a red circle",
+                                    reference="a blue square")
+    assert np.array_equal(mask, np.asarray(found) > 0)
+    from difflab.generate import params_from_record
+    old = {k: v for k, v in record.items() if k != "mask_reference"}   # a record from before mask_reference
+    assert params_from_record(old).mask_reference == "" and \
+        params_from_record(record).mask_reference is None
     with pytest.raises(InputError, match="mask_from: masks are for inpaint only, not img2img"):
         difflab.GenerationParams(task="img2img", prompt="x", mask_from="x").validate()
 
@@ -454,9 +498,9 @@ def test_inpaint_training_writes_an_inpainting_model_that_reads_words_with_its_b
     words = trained.words_pipeline()   # masks from words come from the base model's text-to-image UNet
     assert words.unet.config.in_channels == 4
     assert torch.equal(words.unet.conv_in.weight, sd.pipe.unet.conv_in.weight)
-    ours = control.mask_from_words(words, photo, "a red circle", refine="none")
-    assert pixels(ours).tolist() == pixels(control.mask_from_words(sd.pipe, photo, "a red circle",
-                                                                   refine="none")).tolist()
+    ours = control.mask_from_words(words, photo, "a red circle", refine="none", reference="a blue square")
+    assert pixels(ours).tolist() == pixels(control.mask_from_words(sd.pipe, photo, "a red circle", refine="none",
+                                                                   reference="a blue square")).tolist()
     out = difflab.generate(trained, task="inpaint", prompt="a blue square", image=photo, mask_from="a red circle",
                            mask_refine="none", keep_unmasked=True, **FAST)[0]
     keep = pixels(ours) == 0

@@ -297,7 +297,8 @@ def generation_tab(studio: Studio, task: str) -> dict:
                     extra["mask_threshold"] = gr.Slider(0.5, 8, value=3.0, step=0.1,
                                                         label="Mask threshold (lower: larger mask)")
                     extra["mask_refine"] = gr.Radio(list(MASK_REFINEMENTS), value="segments",
-                                                    label="Mask refine: snap to the image's regions, or none")
+                                                    label="Mask refine: snap to the image's regions, take the "
+                                                          "regions the words single out most, or none")
             if studio.controlnet:
                 extra.update(control_widgets(task))
             fields = {**params_column(task), **extra}  # the API takes them in this order

@@ -75,9 +75,14 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
         m.add_argument("--mask-threshold", type=float,
                        help=f"for --mask-from: a pixel joins the mask where the words change the predicted noise by "
                             f"more than T/2 times its mean (default {d.mask_threshold:g}; lower: larger masks)")
-        m.add_argument("--mask-refine", metavar="segments|none",
-                       help="for --mask-from: snap the mask to the image's regions (segments, the default) or keep "
-                            "it as found, as coarse as the latents (none)")
+        m.add_argument("--mask-refine", metavar="segments|strongest|none",
+                       help="for --mask-from: snap the mask to the image's regions (segments, the default), take "
+                            "the regions the words single out most, whole (strongest: for flat objects such as the "
+                            "shapes world's; ignores the threshold), or keep it as found, as coarse as the latents "
+                            "(none)")
+        m.add_argument("--mask-reference", metavar="TEXT",
+                       help="for --mask-from: the text the words are read against (DiffEdit's reference); default: "
+                            "the prompt, so the mask is where the edit changes the image; '' for none")
     c = p.add_argument_group("ControlNet (each flag once for all ControlNets, or once per --controlnet)")
     c.add_argument("--controlnet", action="append", default=[], metavar="ID_OR_PATH",
                    help="a ControlNet: hub id, ControlNetModel folder, .safetensors file or tiny-controlnet; "
@@ -125,6 +130,7 @@ ARG_TO_FIELD = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "strength": "strength", "dilate": "mask_dilate", "feather": "mask_blur",
                 "keep_unmasked": "keep_unmasked", "resize_mask": "resize_mask", "mask_from": "mask_from",
                 "mask_threshold": "mask_threshold", "mask_refine": "mask_refine",
+                "mask_reference": "mask_reference",
                 "mask_from_detector": "mask_from_detector", "control_preprocess": "control_preprocess",
                 "control_scale": "controlnet_conditioning_scale", "control_start": "control_guidance_start",
                 "control_end": "control_guidance_end", "guess_mode": "guess_mode", "resize_control": "resize_control"}

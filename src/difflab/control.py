@@ -7,11 +7,12 @@ frozen UNet's skip connections through zero-initialised convolutions. pipelines.
 `from_pipe`); this module holds what turns an image into a control image.
 
 Masks from words are DiffEdit's (Couairon et al. 2022, "DiffEdit: Diffusion-based semantic image editing with
-mask guidance"): noise the image half-way, predict the noise with the words and with a neutral prompt, and keep
-where the two predictions differ most: the region those words are about. It needs no other weights. That mask is
-as coarse as the latents (8x8 pixels in Stable Diffusion, 4x4 in `shapes`) and patchy; `refine_mask` snaps it to
-the image's own regions (Felzenszwalb-Huttenlocher segments), which more than doubles its overlap with the object
-on the shapes world (bench/RESULTS.md).
+mask guidance"): noise the image half-way, predict the noise with the words and with a reference text (the edit's
+prompt, or none), and keep where the two predictions differ most: the region those words are about, that the edit
+must change. It needs no other weights. That map is as coarse as the latents (8x8 pixels in Stable Diffusion, 4x4
+in `shapes`) and patchy; `refine_mask` snaps its thresholded mask to the image's own regions
+(Felzenszwalb-Huttenlocher segments), `strongest_regions` takes the regions it singles out most, whole
+(bench/RESULTS.md measures both on the shapes world).
 
 Preprocessing is torch-free (the CLI checks before importing torch).
 """
@@ -26,7 +27,8 @@ from .errors import InputError
 PREPROCESSORS = ("none", "canny")
 CANNY_THRESHOLDS = (100, 200)  # lllyasviel's ControlNet canny annotator (cv2.Canny's low, high on 0..255 pixels)
 SCALE_RANGE = (0.0, 2.0)       # AUTOMATIC1111's ControlNet weight slider
-MASK_REFINEMENTS = ("segments", "none")
+MASK_REFINEMENTS = ("segments", "strongest", "none")
+STRONGEST = 0.8            # strongest_regions: a region joins at this share of the strongest one's difference
 
 
 # --- preprocessors (ControlNet's "annotators")
@@ -61,52 +63,90 @@ def check_preprocessor(name) -> None:
 
 # --- masks from words (DiffEdit)
 
-def mask_from_words(pipe, image: Image.Image, words: str, threshold: float = 3.0, refine: str = "segments",
-                    seed: int = 0, num_maps: int = 10, encode_strength: float = 0.5,
-                    guidance_scale: float = 7.5) -> Image.Image:
-    """A binary 'L' mask (image size) of where `pipe`'s model places `words` in `image` (DiffEdit, section 3.2).
-
-    diffusers' `generate_mask`: `num_maps` noisings at `encode_strength`, the noise predicted for `words` against
-    an empty prompt, averaged over maps and channels; a latent is in the mask where that difference exceeds
-    threshold/2 times its mean (diffusers' `mask_thresholding_ratio`; DiffEdit thresholds at 0.5 after clamping
-    at that ratio). The latent mask is scaled to the image with nearest neighbours, then, with `refine="segments"`,
-    snapped to the image's regions (`refine_mask`).
-    """
+def difference_map(pipe, image: Image.Image, words: str, reference: str = "", seed: int = 0, num_maps: int = 10,
+                   encode_strength: float = 0.5) -> np.ndarray:
+    """DiffEdit's mask estimate (section 3.2), an (h, w) float array at the latents' size: the image's latents
+    noised `num_maps` times to `encode_strength` of a 50-step DDIM schedule, the noise predicted for `words` and for
+    the `reference` text, their absolute difference averaged over maps and channels. Large where the two texts
+    disagree about the image: the region the words are about, and, with the edit's own prompt as the reference,
+    the region the edit must change. (diffusers' `generate_mask`, in its deprecated DiffEdit pipeline, computes the
+    same, with the same draws from the generator, but returns only its thresholded mask; classifier-free guidance
+    would only scale the difference.)"""
     import diffusers
     import torch
 
+    g = torch.Generator("cpu").manual_seed(seed)
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    pixels = pipe.image_processor.preprocess(image.convert("RGB")).to(device, pipe.vae.dtype).repeat(num_maps, 1, 1, 1)
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels).latent_dist.sample(g).to(dtype) * pipe.vae.config.scaling_factor
+    scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(50)
+    t = scheduler.timesteps[50 - min(int(50 * encode_strength), 50)]
+    noise = torch.randn(latents.shape, generator=g).to(device, dtype)
+    noisy = scheduler.add_noise(latents, noise, t)
+    texts = pipe.encode_prompt([words, reference], device, num_maps, do_classifier_free_guidance=False)[0]
+    with torch.no_grad():
+        eps = pipe.unet(torch.cat([noisy, noisy]), t, encoder_hidden_states=texts).sample.float()
+    return (eps[:num_maps] - eps[num_maps:]).abs().mean(dim=(0, 1)).cpu().numpy()
+
+
+def mask_from_words(pipe, image: Image.Image, words: str, threshold: float = 3.0, refine: str = "segments",
+                    reference: str = "", seed: int = 0, num_maps: int = 10,
+                    encode_strength: float = 0.5) -> Image.Image:
+    """A binary 'L' mask (image size) of where `pipe`'s model places `words` in `image`, against `reference` (DiffEdit:
+    `difference_map`; an inpainting edit passes its prompt, as DiffEdit contrasts the query with the edit's text).
+
+    `refine`: "none" keeps the latents where the difference exceeds threshold/2 times its mean (DiffEdit's
+    thresholding, as diffusers' `mask_thresholding_ratio`), scaled to the image with nearest neighbours;
+    "segments" snaps that mask to the image's regions (`refine_mask`); "strongest" ignores the threshold and takes
+    the image's regions whose mean difference is at least STRONGEST of the strongest region's (`strongest_regions`).
+    """
     check_refinement(refine)
     if pipe.unet.config.in_channels != 4:
         raise InputError(f"mask_from: DiffEdit needs a text-to-image UNet (4 input channels); this model's has "
                          f"{pipe.unet.config.in_channels} (an inpainting model): draw the mask, or use its base model")
-    editor = diffusers.StableDiffusionDiffEditPipeline.from_pipe(pipe, inverse_scheduler=None)
-    editor.scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
-    editor.set_progress_bar_config(disable=True)
-    latent = editor.generate_mask(image=image.convert("RGB"), source_prompt=words, target_prompt="",
-                                  mask_thresholding_ratio=threshold, num_maps_per_mask=num_maps,
-                                  mask_encode_strength=encode_strength, guidance_scale=guidance_scale,
-                                  generator=torch.Generator("cpu").manual_seed(seed))   # (1, h, w) of 0/1
-    mask = Image.fromarray((latent[0] * 255).astype(np.uint8)).resize(image.size, Image.NEAREST)
-    if refine == "segments":
-        mask = refine_mask(image, mask)
+    found = difference_map(pipe, image, words, reference, seed, num_maps, encode_strength)
+    if refine == "strongest":
+        mask = strongest_regions(image, found)
+    else:
+        latent = found > threshold / 2 * found.mean()
+        mask = Image.fromarray(latent.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)
+        mask = refine_mask(image, mask) if refine == "segments" else mask
     if not mask.getbbox():
         raise InputError(f"mask_from: no region found for {words!r}; lower --mask-threshold (now {threshold:g})")
     return mask
 
 
-def refine_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """`mask` snapped to `image`'s regions: the Felzenszwalb-Huttenlocher segments (scikit-image; areas of like
-    colour) that the mask covers for at least half of their pixels. A coarse, blocky mask from the latents takes
-    the edges of the objects it lies on; scattered patches over a large region drop out. Where that leaves nothing
-    (patches that mostly cover no region), the mask stays as found. Light smoothing (sigma 0.3) keeps small
-    objects' antialiased rims with them."""
+def _segments(image: Image.Image) -> np.ndarray:
+    """The image's regions of like colour (Felzenszwalb-Huttenlocher, scikit-image), one label per pixel. Light
+    smoothing (sigma 0.3) keeps small objects' antialiased rims with them."""
     from skimage.segmentation import felzenszwalb
 
-    segments = felzenszwalb(np.asarray(image.convert("RGB")), scale=100, sigma=0.3,
-                            min_size=max(4, image.width * image.height // 4096))
+    return felzenszwalb(np.asarray(image.convert("RGB")), scale=100, sigma=0.3,
+                        min_size=max(4, image.width * image.height // 4096))
+
+
+def refine_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """`mask` snapped to `image`'s regions (`_segments`): those the mask covers for at least half of their pixels.
+    A coarse, blocky mask from the latents takes the edges of the objects it lies on; scattered patches over a
+    large region drop out. Where that leaves nothing (patches that mostly cover no region), the mask stays as
+    found."""
+    segments = _segments(image)
     covered = np.bincount(segments.ravel(), weights=(np.asarray(mask) > 0).ravel()) / np.bincount(segments.ravel())
     snapped = (covered >= 0.5)[segments]
     return Image.fromarray((snapped * 255).astype(np.uint8)) if snapped.any() else mask
+
+
+def strongest_regions(image: Image.Image, found: np.ndarray) -> Image.Image:
+    """The image's regions (`_segments`) whose mean difference (`found` scaled bilinearly to the image) is at least
+    STRONGEST times the strongest region's: the objects the words single out, whole, however coarse the latents.
+    Meant for separate objects of flat colour (the shapes world); an object of many regions in a photo keeps only
+    its strongest ones."""
+    segments = _segments(image)
+    fine = np.asarray(Image.fromarray(found.astype(np.float32)).resize(image.size, Image.BILINEAR))
+    mean = np.bincount(segments.ravel(), weights=fine.ravel()) / np.bincount(segments.ravel())
+    return Image.fromarray(((mean >= STRONGEST * mean.max())[segments] * 255).astype(np.uint8))
 
 
 def check_refinement(name) -> None:

@@ -107,9 +107,9 @@ def generate(model: Model, params: GenerationParams | None = None, *, image=None
         width, height = prepared.image.size
     if params.mask_from or params.mask_from_detector:
         from .control import mask_from_detector, mask_from_words
+        reference = params.prompt if params.mask_reference is None else params.mask_reference
         found = [mask_from_words(model.words_pipeline(), prepared.image, params.mask_from, params.mask_threshold,
-                                 params.mask_refine)] if params.mask_from \
-            else []
+                                 params.mask_refine, reference)] if params.mask_from else []
         found += [mask_from_detector(prepared.image, params.mask_from_detector)] if params.mask_from_detector else []
         prepared = inputs.prepare(params, image, mask_image, found_masks=found)
     prepared.control, control_records = inputs.prepare_control(params, control_image, (width, height),
@@ -178,6 +178,8 @@ def params_from_record(record: dict) -> GenerationParams:
     """The parameters an image was made with (its own seed, one image)."""
     names = {f.name for f in dataclasses.fields(GenerationParams)}
     values = {k: v for k, v in record.items() if k in names}
+    if record.get("mask_from") and "mask_reference" not in record:
+        values["mask_reference"] = ""   # recorded before mask_reference existed: read against no text
     return GenerationParams.from_dict({**values, "seed": record["seed"], "num_images": 1})
 
 

@@ -52,6 +52,8 @@ def infotext(record: dict) -> str:
         *controlnet_fields(record),
         ("Mask from", record.get("mask_from") or None),
         ("Mask refine", record.get("mask_refine") if record.get("mask_from") else None),
+        ("Mask reference", (record["mask_reference"] or '""') if record.get("mask_from")
+         and record.get("mask_reference") is not None else None),
         ("Version", f"difflab {record['versions']['difflab']}" if record.get("versions") else None),
     ]
     # AUTOMATIC1111 names the LoRAs in the prompt itself: <lora:NAME:WEIGHT>

@@ -67,7 +67,9 @@ class GenerationParams:
     resize_mask: bool = False
     mask_from: str = ""              # inpaint: the mask where the model places these words (DiffEdit)
     mask_threshold: float = 3.0      # DiffEdit: a latent joins the mask where the difference > threshold/2 x its mean
-    mask_refine: str = "segments"    # DiffEdit's mask snapped to the image's regions (segments) or as found (none)
+    mask_refine: str = "segments"    # DiffEdit's mask snapped to the image's regions (segments), its strongest
+                                     # regions whole (strongest), or as found (none)
+    mask_reference: str | None = None  # DiffEdit's reference text, against which mask_from is read: None the prompt
     mask_from_detector: str = ""     # inpaint: WEIGHTS:CLASS, a YOLO segmentation model's masks (optional package)
     # ControlNet (one value for all ControlNets, or a list with one per ControlNet); see difflab.control
     control_preprocess: str | list[str] = "none"
@@ -134,6 +136,8 @@ class GenerationParams:
         _check_number("mask_blur", self.mask_blur, low=0.0, what="a number >= 0")
         _check_type("mask_from", self.mask_from, str)
         _check_type("mask_from_detector", self.mask_from_detector, str)
+        if self.mask_reference is not None:
+            _check_type("mask_reference", self.mask_reference, str)
         for name in ("mask_from", "mask_from_detector"):
             if getattr(self, name) and self.task != "inpaint":
                 raise InputError(f"{name}: masks are for inpaint only, not {self.task}")

@@ -50,6 +50,7 @@ AXIS_PARAMS = {
     "control_image": ("Control image", str, ALL_TASKS),    # a path: the first ControlNet's control image
     "mask_threshold": ("Mask threshold", float, ("inpaint",)),
     "mask_refine": ("Mask refine", str, ("inpaint",)),
+    "mask_reference": ("Mask reference", str, ("inpaint",)),
 }
 AXES = ("x", "y", "z")
 

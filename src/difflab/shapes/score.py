@@ -192,14 +192,15 @@ def control_over_steps(run_dir) -> dict[int, float]:
 
 
 def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str = "segments", split: str = "val",
-                        true_masks: bool = False, **params) -> dict:
+                        true_masks: bool = False, reference: str | None = None, **params) -> dict:
     """Masks from words (DiffEdit) against the true masks, and inpainting through them, on `n` items of `split`: the
     words are the first object's "colour shape"; `iou` is the median IoU of the words' mask with the objects those
     words name (in "three black triangles", all three). Then they are repainted in another colour, neither theirs nor
     the background's (prompt "a NEW shape", the mask from the words, unmasked pixels kept): `edited` is the share
     where the judge finds an object of the new colour and shape over each named object's place and every other
-    object as it was. `true_masks=True` repaints through the true masks instead (IoU 1 by construction): the
-    edits' ceiling with perfect masks, what the model's inpainting alone can do."""
+    object as it was. The words are read against `reference` (None: the edit's prompt, as `difflab inpaint` does).
+    `true_masks=True` repaints through the true masks instead (IoU 1 by construction): the edits' ceiling with
+    perfect masks, what the model's inpainting alone can do."""
     import numpy as np
     from PIL import Image
 
@@ -216,16 +217,18 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str
         named = [(o, m) for o, m, y in zip(scene.objects, scene.masks, is_named) if y]
         others = [(o, m) for o, m, y in zip(scene.objects, scene.masks, is_named) if not y]
         truth = world.kind_masks(scene)[(target.colour, target.shape)]
+        new = next(c for c in ("red", "blue", "green", "yellow") if c not in (target.colour, scene.background))
+        prompt = f"a {new} {target.shape}"
         try:
-            mask = truth if true_masks else \
-                np.asarray(mask_from_words(words, image, f"{target.colour} {target.shape}", threshold, refine)) > 0
+            mask = truth if true_masks else np.asarray(mask_from_words(
+                words, image, f"{target.colour} {target.shape}", threshold, refine,
+                prompt if reference is None else reference)) > 0
         except InputError:   # no region found: an empty mask, nothing edited
             ious.append(0.0)
             edited.append(False)
             continue
         ious.append(iou(mask, truth))
-        new = next(c for c in ("red", "blue", "green", "yellow") if c not in (target.colour, scene.background))
-        out = generate(model, task="inpaint", prompt=f"a {new} {target.shape}", image=image, seed=i,
+        out = generate(model, task="inpaint", prompt=prompt, image=image, seed=i,
                        mask_image=Image.fromarray(mask), keep_unmasked=True, **params)[0].image   # = mask_from
         _, found = judge.read(out)
         there = lambda colour, shape, m: any(  # noqa: E731
@@ -234,4 +237,6 @@ def words_mask_fidelity(model, n: int = 100, threshold: float = 3.0, refine: str
                       and all(there(o.colour, o.shape, m) for o, m in others))
     return {"iou_median": _median(ious), "iou_mean": round(float(np.mean(ious)), 4),
             "edited": round(sum(edited) / max(len(edited), 1), 4), "items": n,
-            **({"masks": "true"} if true_masks else {"masks": "words", "threshold": threshold, "refine": refine})}
+            **({"masks": "true"} if true_masks else {"masks": "words", "threshold": threshold, "refine": refine,
+                                                     "reference": "the edit's prompt" if reference is None
+                                                     else reference})}
