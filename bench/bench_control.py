@@ -6,7 +6,8 @@
   in each saved sample): the "sudden convergence" step;
 - masks from words (DiffEdit): the median IoU of the mask from "colour shape" with the true object mask, and how
   often inpainting through it repaints the object in a new colour and leaves the others, per threshold, with the
-  mask as DiffEdit finds it (refine none) and snapped to the image's regions (segments, the default); with
+  mask as DiffEdit finds it (refine none), snapped to the image's regions (segments, the default) or the regions
+  the words single out most (strongest), the words read against the edit's prompt or against no text; with
   --true-masks, also through the true masks (what the model's inpainting can do with perfect masks); with
   --inpaint-model, the same edits by an inpainting model trained from `shapes` (configs/finetune/shapes_inpaint.yaml;
   `train` trains it first, about 35 CPU minutes), its masks from words read by `shapes`, side by side.
