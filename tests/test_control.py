@@ -250,6 +250,8 @@ def test_strongest_regions_take_the_objects_the_words_single_out_whole(sd, photo
         assert score.iou(taken, want) > 0.85 and (taken & want).sum() > 0.9 * want.sum()
     mask = control.mask_from_words(sd.pipe, photo, "red circle", refine="strongest")
     assert mask.size == photo.size and 0 < (np.asarray(mask) > 0).mean() < 1
+    with pytest.raises(InputError, match="no region found for 'red circle'; the words read as the reference"):
+        control.mask_from_words(sd.pipe, photo, "red circle", refine="strongest", reference="red circle")
 
 
 def test_words_mask_fidelity_measures_masks_from_words_or_repaints_through_the_true_ones(sd):

@@ -114,7 +114,9 @@ def mask_from_words(pipe, image: Image.Image, words: str, threshold: float = 3.0
         mask = Image.fromarray(latent.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)
         mask = refine_mask(image, mask) if refine == "segments" else mask
     if not mask.getbbox():
-        raise InputError(f"mask_from: no region found for {words!r}; lower --mask-threshold (now {threshold:g})")
+        raise InputError(f"mask_from: no region found for {words!r}; " + (
+            f"the words read as the reference {reference!r} everywhere" if refine == "strongest"
+            else f"lower --mask-threshold (now {threshold:g})"))
     return mask
 
 
@@ -133,8 +135,7 @@ def refine_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
     large region drop out. Where that leaves nothing (patches that mostly cover no region), the mask stays as
     found."""
     segments = _segments(image)
-    covered = np.bincount(segments.ravel(), weights=(np.asarray(mask) > 0).ravel()) / np.bincount(segments.ravel())
-    snapped = (covered >= 0.5)[segments]
+    snapped = (_region_means(segments, np.asarray(mask) > 0) >= 0.5)[segments]
     return Image.fromarray((snapped * 255).astype(np.uint8)) if snapped.any() else mask
 
 
@@ -145,8 +146,14 @@ def strongest_regions(image: Image.Image, found: np.ndarray) -> Image.Image:
     its strongest ones."""
     segments = _segments(image)
     fine = np.asarray(Image.fromarray(found.astype(np.float32)).resize(image.size, Image.BILINEAR))
-    mean = np.bincount(segments.ravel(), weights=fine.ravel()) / np.bincount(segments.ravel())
-    return Image.fromarray(((mean >= STRONGEST * mean.max())[segments] * 255).astype(np.uint8))
+    mean = _region_means(segments, fine)
+    taken = (mean >= STRONGEST * mean.max()) & (mean > 0)   # words read as the reference everywhere: nothing
+    return Image.fromarray((taken[segments] * 255).astype(np.uint8))
+
+
+def _region_means(segments: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The mean of `values` over each region of `segments`, by label."""
+    return np.bincount(segments.ravel(), weights=values.ravel().astype(float)) / np.bincount(segments.ravel())
 
 
 def check_refinement(name) -> None:
