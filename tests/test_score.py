@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from difflab.cli import main
 from difflab.shapes import score, world
@@ -28,6 +29,23 @@ def test_a_perfect_drawer_scores_one_and_a_wrong_one_scores_low():
                         progress=False)
     assert blank["overall"] == 0.0
     assert "single_object" in score.table(perfect).splitlines()[0]
+    assert perfect["attributes"] == {"colour": 1.0, "shape": 1.0, "position": 1.0, "number": 1.0}
+    assert blank["attributes"] == {"colour": 0.0, "shape": 0.0, "position": 0.0, "number": 0.0}
+    assert score.table(perfect).splitlines()[3].split() == ["attribute:", "colour", "shape", "position", "number"]
+
+
+def test_the_attributes_say_which_requirement_a_drawer_misses():
+    """A drawer that mirrors the right image left to right keeps every colour, shape and count but moves what is
+    left or right: the score says position, and only position (and relations) fail."""
+    small = score.suite(prompts_per_category=6, seeds=(0, 1))
+    mirrored = score.score(lambda prompt, seeds: [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in score.world_drawer()(prompt, seeds)],
+                           small, progress=False)
+    a = mirrored["attributes"]
+    assert a["colour"] == a["shape"] == a["number"] == 1.0 and 0 < a["position"] < 0.8
+    assert mirrored["categories"]["colors"] == 1.0 and mirrored["categories"]["position"] == a["position"] < 1
+    assert mirrored["categories"]["relative_position"] < 1
+    moved = next(d for d in mirrored["details"] if d["category"] == "position" and not d["correct"])
+    assert moved["objects"] and moved["reasons"][0].startswith("missing")
 
 
 def test_score_cli_scores_a_model_and_writes_json(tmp_path, capsys, difflab_cache):

@@ -115,8 +115,29 @@ def related(a: Found, b: Found, relation: str) -> bool:
     return a.cy > b.cy + RELATION_MARGIN
 
 
+ATTRIBUTES = ("colour", "shape", "size", "position", "number")
+
+
+def attribute_hits(prompt: Prompt, objects: list[Found]) -> dict[str, list[bool]]:
+    """Which of the prompt's requirements the image holds, one attribute at a time, where `judge` only says that the
+    image fails: per thing and per attribute it names, whether some object has the thing's colour (where it names
+    one) and that attribute: a shape, size or position drawn on the wrong object does not count. `number`: the
+    image holds exactly as many objects as the prompt asks for (no strays)."""
+    hits = {a: [] for a in ATTRIBUTES}
+    for thing in prompt.things:
+        coloured = [o for o in objects if thing.colour is None or o.colour == thing.colour]
+        if thing.colour:
+            hits["colour"].append(bool(coloured))
+        for key in ("shape", "size", "position"):
+            if getattr(thing, key):
+                hits[key].append(any(getattr(o, key) == getattr(thing, key) for o in coloured))
+    hits["number"].append(len(objects) == sum(t.count for t in prompt.things))
+    return hits
+
+
 def judge(image, prompt: Prompt) -> dict:
-    """Whether `image` meets `prompt`: {"correct": bool, "reasons": [...], "background", "objects"}."""
+    """Whether `image` meets `prompt`: {"correct": bool, "reasons": [...], "background", "objects", "attributes"
+    (`attribute_hits`)}."""
     background, objects = read(image)
     reasons = []
     groups = []
@@ -136,7 +157,8 @@ def judge(image, prompt: Prompt) -> dict:
     if prompt.background and background != prompt.background:
         reasons.append(f"background: {background}")
     return {"correct": not reasons, "reasons": reasons, "background": background,
-            "objects": [(o.colour, o.shape, o.size, o.position) for o in objects]}
+            "objects": [(o.colour, o.shape, o.size, o.position) for o in objects],
+            "attributes": attribute_hits(prompt, objects)}
 
 
 def attribute_accuracy(images, scenes) -> dict:

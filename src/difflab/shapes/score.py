@@ -42,12 +42,14 @@ def suite(prompts_per_category: int = PROMPTS_PER_CATEGORY, seeds=SEEDS) -> dict
 
 
 def score(draw, items: dict[str, list[SuiteItem]] | None = None, progress: bool = True) -> dict:
-    """Score `draw(prompt, seeds) -> list of images` (prompt: a world.Prompt, its words in `.text`) on the suite: {"categories": {name: share correct},
-    "overall": mean over GenEval's categories, "held_out": share correct, "images": n, "details": [...]}."""
+    """Score `draw(prompt, seeds) -> list of images` (prompt: a world.Prompt, its words in `.text`) on the suite:
+    {"categories": {name: share correct}, "overall": mean over GenEval's categories, "held_out": share correct,
+    "attributes": {attribute: share of its requirements held, over GenEval's categories (`judge.attribute_hits`)},
+    "images": n, "details": [per image: prompt, seed, verdict, the objects the judge read]}."""
     from tqdm.auto import tqdm
 
     items = items or suite()
-    details, per_category = [], {}
+    details, per_category, hits = [], {}, {a: [] for a in judge.ATTRIBUTES}
     total = sum(len(v) for v in items.values())
     with tqdm(total=total, desc="scoring", unit="prompt", disable=not progress) as bar:
         for category, entries in items.items():
@@ -56,24 +58,38 @@ def score(draw, items: dict[str, list[SuiteItem]] | None = None, progress: bool 
                 for seed, image in zip(entry.seeds, draw(entry.prompt, list(entry.seeds))):
                     verdict = judge.judge(image, entry.prompt)
                     correct.append(verdict["correct"])
+                    if category in world.CATEGORIES:
+                        for a, held in verdict["attributes"].items():
+                            hits[a] += held
                     details.append({"category": category, "prompt": entry.prompt.text, "seed": seed,
-                                    "correct": verdict["correct"], "reasons": verdict["reasons"]})
+                                    "correct": verdict["correct"], "reasons": verdict["reasons"],
+                                    "objects": verdict["objects"]})
                 bar.update(1)
             per_category[category] = sum(correct) / max(len(correct), 1)
     geneval = [per_category[c] for c in world.CATEGORIES if c in per_category]
     return {"suite_version": SUITE_VERSION, "categories": {c: round(v, 4) for c, v in per_category.items()},
-            "overall": round(sum(geneval) / max(len(geneval), 1), 4), "images": len(details), "details": details}
+            "overall": round(sum(geneval) / max(len(geneval), 1), 4),
+            "attributes": {a: round(sum(h) / len(h), 4) for a, h in hits.items() if h},
+            "images": len(details), "details": details}
 
 
 def table(result: dict) -> str:
-    """GenEval's table: one column per category, then overall."""
+    """GenEval's table: one column per category, then overall; below it, the share of each attribute held."""
     names = [c for c in world.CATEGORIES if c in result["categories"]]
     header = names + ["overall"] + (["held_out"] if "held_out" in result["categories"] else [])
     values = [result["categories"][c] for c in names] + [result["overall"]]
     values += [result["categories"]["held_out"]] if "held_out" in result["categories"] else []
+    lines = _rows(header, values)
+    if result.get("attributes"):   # which attribute fails, read against the thing's colour (judge.attribute_hits)
+        names = list(result["attributes"])
+        lines += [""] + _rows(["attribute:"] + names, [None] + [result["attributes"][a] for a in names])
+    return "\n".join(lines)
+
+
+def _rows(header: list[str], values: list) -> list[str]:
     widths = [max(len(h), 6) for h in header]
-    return "\n".join(["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-                      "  ".join(f"{v:.3f}".ljust(w) for v, w in zip(values, widths))])
+    return ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
+            "  ".join(("" if v is None else f"{v:.3f}").ljust(w) for v, w in zip(values, widths))]
 
 
 def model_drawer(model, **params):
