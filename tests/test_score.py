@@ -37,9 +37,12 @@ def test_a_perfect_drawer_scores_one_and_a_wrong_one_scores_low():
 def test_the_attributes_say_which_requirement_a_drawer_misses():
     """A drawer that mirrors the right image left to right keeps every colour, shape and count but moves what is
     left or right: the score says position, and only position (and relations) fail."""
-    small = score.suite(prompts_per_category=6, seeds=(0, 1))
-    mirrored = score.score(lambda prompt, seeds: [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in score.world_drawer()(prompt, seeds)],
-                           small, progress=False)
+    small, right = score.suite(prompts_per_category=6, seeds=(0, 1)), score.world_drawer()
+
+    def mirror(prompt, seeds):
+        return [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in right(prompt, seeds)]
+
+    mirrored = score.score(mirror, small, progress=False)
     a = mirrored["attributes"]
     assert a["colour"] == a["shape"] == a["number"] == 1.0 and 0 < a["position"] < 0.8
     assert mirrored["categories"]["colors"] == 1.0 and mirrored["categories"]["position"] == a["position"] < 1
