@@ -236,9 +236,9 @@ def test_the_difference_map_is_diffusers_generate_mask_before_it_thresholds(sd, 
 
 
 def test_strongest_regions_take_the_objects_the_words_single_out_whole(sd, photo):
-    """refine="strongest": the image's regions whose mean difference is within STRONGEST of the strongest one's,
+    """refine="strongest": the image's regions whose mean evidence is within STRONGEST of the strongest one's,
     each whole however coarse the map: here a map hot over part of one object takes all of it and leaves a second
-    object that it reads at half that; read at nine tenths, both are taken."""
+    object that it reads at half that; read at nine tenths, both are taken; negative evidence takes nothing."""
     from difflab.shapes import score, world
 
     image, scene = world.item(5, "val")           # "a red circle and a black circle"
@@ -248,10 +248,25 @@ def test_strongest_regions_take_the_objects_the_words_single_out_whole(sd, photo
         found = (cells(a) > 0.6) * 1.0 + (cells(b) > 0.6) * share
         taken = np.asarray(control.strongest_regions(image, found.astype(np.float32))) > 0
         assert score.iou(taken, want) > 0.85 and (taken & want).sum() > 0.9 * want.sum()
+    assert not np.asarray(control.strongest_regions(image, -(cells(a) > 0.6).astype(np.float32))).any()
     mask = control.mask_from_words(sd.pipe, photo, "red circle", refine="strongest")
     assert mask.size == photo.size and 0 < (np.asarray(mask) > 0).mean() < 1
-    with pytest.raises(InputError, match="no region found for 'red circle'; the words read as the reference"):
-        control.mask_from_words(sd.pipe, photo, "red circle", refine="strongest", reference="red circle")
+    with pytest.raises(InputError, match="no region found for ''; the words explain no region better than '' or no"):
+        control.mask_from_words(sd.pipe, photo, "", refine="strongest")   # no evidence anywhere: exactly 0
+
+
+def test_the_evidence_map_is_signed_and_sums_over_references(sd, photo):
+    """Where the words' noise prediction denoises better than a reference's: nothing for the words against
+    themselves, the opposite of the reference's evidence against the words (the same noise draws), and one
+    reference's evidence plus the other's for two (a repeated reference counts once)."""
+    ev = lambda words, refs: control.evidence_map(sd.pipe, photo, words, refs)  # noqa: E731
+    red, blue, both = ev("red circle", ["a blue square"]), ev("red circle", [""]), ev("red circle", ["a blue square", ""])
+    f = sd.pipe.vae_scale_factor
+    assert red.shape == (photo.height // f, photo.width // f) and (red > 0).any() and (red < 0).any()
+    assert not ev("red circle", ["red circle"]).any()
+    tol = 1e-4 * np.abs(red).max()   # float32 sums taken in another order
+    assert np.allclose(ev("a blue square", ["red circle"]), -red, atol=tol)
+    assert np.allclose(both, red + blue, atol=tol) and np.array_equal(ev("red circle", ["", ""]), blue)
 
 
 def test_words_mask_fidelity_measures_masks_from_words_or_repaints_through_the_true_ones(sd):

@@ -11,8 +11,10 @@ mask guidance"): noise the image half-way, predict the noise with the words and 
 prompt, or none), and keep where the two predictions differ most: the region those words are about, that the edit
 must change. It needs no other weights. That map is as coarse as the latents (8x8 pixels in Stable Diffusion, 4x4
 in `shapes`) and patchy; `refine_mask` snaps its thresholded mask to the image's own regions
-(Felzenszwalb-Huttenlocher segments), `strongest_regions` takes the regions it singles out most, whole
-(bench/RESULTS.md measures both on the shapes world).
+(Felzenszwalb-Huttenlocher segments). DiffEdit's difference is unsigned: it is as large where the reference fits
+better as where the words do. `evidence_map` keeps the sign (which text's prediction denoises the image better,
+place by place: a diffusion classifier's evidence), and `strongest_regions` takes, whole, the regions where the
+words' evidence is strongest (bench/RESULTS.md measures both ways on the shapes world).
 
 Preprocessing is torch-free (the CLI checks before importing torch).
 """
@@ -28,7 +30,9 @@ PREPROCESSORS = ("none", "canny")
 CANNY_THRESHOLDS = (100, 200)  # lllyasviel's ControlNet canny annotator (cv2.Canny's low, high on 0..255 pixels)
 SCALE_RANGE = (0.0, 2.0)       # AUTOMATIC1111's ControlNet weight slider
 MASK_REFINEMENTS = ("segments", "strongest", "none")
-STRONGEST = 0.8            # strongest_regions: a region joins at this share of the strongest one's difference
+STRONGEST = 0.8            # strongest_regions: a region joins at this share of the strongest one's evidence
+EVIDENCE_STRENGTHS = (0.3, 0.5, 0.7)   # evidence_map's noise levels: the object's shape (low) to its place (high)
+EVIDENCE_MAPS = 4          # evidence_map's noise draws per level
 
 
 # --- preprocessors (ControlNet's "annotators")
@@ -72,50 +76,90 @@ def difference_map(pipe, image: Image.Image, words: str, reference: str = "", se
     the region the edit must change. (diffusers' `generate_mask`, in its deprecated DiffEdit pipeline, computes the
     same, with the same draws from the generator, but returns only its thresholded mask; classifier-free guidance
     would only scale the difference.)"""
-    import diffusers
     import torch
 
     g = torch.Generator("cpu").manual_seed(seed)
+    noisy, _, t = _noised(pipe, image, g, num_maps, encode_strength)
+    eps = _predicted_noise(pipe, noisy, t, [words, reference])
+    return (eps[0] - eps[1]).abs().mean(dim=(0, 1)).cpu().numpy()
+
+
+def evidence_map(pipe, image: Image.Image, words: str, references: list[str], seed: int = 0,
+                 num_maps: int = EVIDENCE_MAPS) -> np.ndarray:
+    """Where `words` explain the image better than each reference text, an (h, w) float array at the latents'
+    size: the image's latents noised `num_maps` times at each of EVIDENCE_STRENGTHS, and per latent the squared
+    error of the noise predicted for a reference minus that for the words, averaged over draws and channels,
+    summed over noise levels and references. It is the diffusion classifier's evidence (Li et al. 2023, "Your
+    Diffusion Model is Secretly a Zero-Shot Classifier": the text whose prediction denoises best is the likelier)
+    kept per place: positive where the words fit better, negative where a reference does, which DiffEdit's unsigned
+    difference cannot tell apart (an edit from "green circle" to "a blue circle" disagrees about every object)."""
+    import torch
+
+    g = torch.Generator("cpu").manual_seed(seed)
+    references = list(dict.fromkeys(references))
+    total = 0
+    for strength in EVIDENCE_STRENGTHS:
+        noisy, noise, t = _noised(pipe, image, g, num_maps, strength)
+        error = ((_predicted_noise(pipe, noisy, t, [words, *references]) - noise) ** 2).mean(dim=(1, 2))
+        total = total + (error[1:] - error[0]).sum(dim=0)
+    return total.cpu().numpy()
+
+
+def _noised(pipe, image: Image.Image, g, num_maps: int, strength: float):
+    """(noisy latents, their noise, the timestep): the image's latents, drawn `num_maps` times from the VAE's
+    posterior, noised to `strength` of a 50-step DDIM schedule (DiffEdit's encoding)."""
+    import diffusers
+    import torch
+
     device, dtype = pipe.unet.device, pipe.unet.dtype
     pixels = pipe.image_processor.preprocess(image.convert("RGB")).to(device, pipe.vae.dtype).repeat(num_maps, 1, 1, 1)
     with torch.no_grad():
         latents = pipe.vae.encode(pixels).latent_dist.sample(g).to(dtype) * pipe.vae.config.scaling_factor
     scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(50)
-    t = scheduler.timesteps[50 - min(int(50 * encode_strength), 50)]
+    t = scheduler.timesteps[50 - min(int(50 * strength), 50)]
     noise = torch.randn(latents.shape, generator=g).to(device, dtype)
-    noisy = scheduler.add_noise(latents, noise, t)
-    texts = pipe.encode_prompt([words, reference], device, num_maps, do_classifier_free_guidance=False)[0]
+    return scheduler.add_noise(latents, noise, t), noise.float(), t
+
+
+def _predicted_noise(pipe, noisy, t, texts: list[str]):
+    """The UNet's noise prediction for each text on the same noisy latents: (len(texts), maps, C, h, w), float32."""
+    import torch
+
+    n = len(noisy)
+    embeddings = pipe.encode_prompt(texts, noisy.device, n, do_classifier_free_guidance=False)[0]
     with torch.no_grad():
-        eps = pipe.unet(torch.cat([noisy, noisy]), t, encoder_hidden_states=texts).sample.float()
-    return (eps[:num_maps] - eps[num_maps:]).abs().mean(dim=(0, 1)).cpu().numpy()
+        eps = pipe.unet(noisy.repeat(len(texts), 1, 1, 1), t, encoder_hidden_states=embeddings).sample.float()
+    return eps.view(len(texts), n, *eps.shape[1:])
 
 
 def mask_from_words(pipe, image: Image.Image, words: str, threshold: float = 3.0, refine: str = "segments",
                     reference: str = "", seed: int = 0, num_maps: int = 10,
                     encode_strength: float = 0.5) -> Image.Image:
-    """A binary 'L' mask (image size) of where `pipe`'s model places `words` in `image`, against `reference` (DiffEdit:
-    `difference_map`; an inpainting edit passes its prompt, as DiffEdit contrasts the query with the edit's text).
+    """A binary 'L' mask (image size) of where `pipe`'s model places `words` in `image`, against `reference` (an
+    inpainting edit passes its prompt, as DiffEdit contrasts the query with the edit's text).
 
-    `refine`: "none" keeps the latents where the difference exceeds threshold/2 times its mean (DiffEdit's
-    thresholding, as diffusers' `mask_thresholding_ratio`), scaled to the image with nearest neighbours;
-    "segments" snaps that mask to the image's regions (`refine_mask`); "strongest" ignores the threshold and takes
-    the image's regions whose mean difference is at least STRONGEST of the strongest region's (`strongest_regions`).
+    `refine`: "none" keeps the latents where DiffEdit's `difference_map` exceeds threshold/2 times its mean
+    (DiffEdit's thresholding, as diffusers' `mask_thresholding_ratio`), scaled to the image with nearest
+    neighbours; "segments" snaps that mask to the image's regions (`refine_mask`); "strongest" ignores the threshold
+    (and `num_maps`, `encode_strength`, which are DiffEdit's) and takes the image's regions where the words'
+    `evidence_map` against the reference and against no text is at least STRONGEST of the strongest region's
+    (`strongest_regions`).
     """
     check_refinement(refine)
     if pipe.unet.config.in_channels != 4:
         raise InputError(f"mask_from: DiffEdit needs a text-to-image UNet (4 input channels); this model's has "
                          f"{pipe.unet.config.in_channels} (an inpainting model): draw the mask, or use its base model")
-    found = difference_map(pipe, image, words, reference, seed, num_maps, encode_strength)
     if refine == "strongest":
-        mask = strongest_regions(image, found)
+        mask = strongest_regions(image, evidence_map(pipe, image, words, [reference, ""], seed))
     else:
+        found = difference_map(pipe, image, words, reference, seed, num_maps, encode_strength)
         latent = found > threshold / 2 * found.mean()
         mask = Image.fromarray(latent.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)
         mask = refine_mask(image, mask) if refine == "segments" else mask
     if not mask.getbbox():
         raise InputError(f"mask_from: no region found for {words!r}; " + (
-            f"the words read as the reference {reference!r} everywhere" if refine == "strongest"
+            f"the words explain no region better than {reference!r} or no text" if refine == "strongest"
             else f"lower --mask-threshold (now {threshold:g})"))
     return mask
 
@@ -140,14 +184,14 @@ def refine_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
 
 
 def strongest_regions(image: Image.Image, found: np.ndarray) -> Image.Image:
-    """The image's regions (`_segments`) whose mean difference (`found` scaled bilinearly to the image) is at least
-    STRONGEST times the strongest region's: the objects the words single out, whole, however coarse the latents.
-    Meant for separate objects of flat colour (the shapes world); an object of many regions in a photo keeps only
-    its strongest ones."""
+    """The image's regions (`_segments`) whose mean evidence (`found` scaled bilinearly to the image) is positive
+    and at least STRONGEST times the strongest region's: the objects the words single out, whole, however coarse
+    the latents. Meant for separate objects of flat colour (the shapes world); an object of many regions in a photo
+    keeps only its strongest ones."""
     segments = _segments(image)
     fine = np.asarray(Image.fromarray(found.astype(np.float32)).resize(image.size, Image.BILINEAR))
     mean = _region_means(segments, fine)
-    taken = (mean >= STRONGEST * mean.max()) & (mean > 0)   # words read as the reference everywhere: nothing
+    taken = (mean >= STRONGEST * mean.max()) & (mean > 0)   # nowhere better explained by the words: nothing
     return Image.fromarray((taken[segments] * 255).astype(np.uint8))
 
 
