@@ -158,8 +158,9 @@ def mask_from_words(pipe, image: Image.Image, words: str, threshold: float = 3.0
         mask = Image.fromarray(latent.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)
         mask = refine_mask(image, mask) if refine == "segments" else mask
     if not mask.getbbox():
+        against = f"{reference!r} or no text" if reference else "no text"
         raise InputError(f"mask_from: no region found for {words!r}; " + (
-            f"the words explain no region better than {reference!r} or no text" if refine == "strongest"
+            f"the words explain no region better than {against}" if refine == "strongest"
             else f"lower --mask-threshold (now {threshold:g})"))
     return mask
 
