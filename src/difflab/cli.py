@@ -77,9 +77,9 @@ def _add_generation_args(p: argparse.ArgumentParser, task: str) -> None:
                             f"more than T/2 times its mean (default {d.mask_threshold:g}; lower: larger masks)")
         m.add_argument("--mask-refine", metavar="segments|strongest|none",
                        help="for --mask-from: snap the mask to the image's regions (segments, the default), take "
-                            "the regions the words single out most, whole (strongest: for flat objects such as the "
-                            "shapes world's; ignores the threshold), or keep it as found, as coarse as the latents "
-                            "(none)")
+                            "the regions where the words explain the image better than the reference and no text, "
+                            "whole (strongest: the words' signed evidence, for flat objects such as the shapes "
+                            "world's; ignores the threshold), or keep it as found, as coarse as the latents (none)")
         m.add_argument("--mask-reference", metavar="TEXT",
                        help="for --mask-from: the text the words are read against (DiffEdit's reference); default: "
                             "the prompt, so the mask is where the edit changes the image; '' for none")
