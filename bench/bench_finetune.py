@@ -1,5 +1,6 @@
-"""Fine-tuning measured on the shapes world: teach the `shapes` model a heart (DreamBooth-LoRA, with and without
-prior preservation) and a star (textual inversion), and measure, side by side in one run:
+"""Fine-tuning measured on the shapes world: teach the `shapes` model a heart (DreamBooth-LoRA with and without
+prior preservation, DreamBooth on the full weights with it) and a star (textual inversion), and measure, side by
+side in one run:
 - how often "a {colour} sks shape" is judged a heart (and the colour obeyed), before and after, 20 seeds x 4 colours;
 - language drift: `difflab score` of the base categories for the base model and each fine-tuned one;
 - the training wall time of each.
@@ -16,6 +17,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 COLOURS = ("red", "blue", "green", "yellow")
+FULL = ["lr=2e-4", "steps=1500"]   # DreamBooth on the UNet's and text encoder's own weights: a lower rate, more steps
 
 
 def main() -> None:
@@ -40,7 +42,7 @@ def main() -> None:
 
     print(f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}", flush=True)
     gen = dict(num_inference_steps=20, guidance_scale=args.guidance, scheduler="dpm++_2m_karras")
-    hearts = world.write_folder(f"{args.out}/hearts", "a heart", args.images)[0].parent
+    hearts = world.write_folder(f"{args.out}/hearts", "a heart", args.images, call="sks shape")[0].parent
     stars = world.write_folder(f"{args.out}/stars", "a star", args.images)[0].parent
     seeds = range(args.seeds)
     items = score.suite(args.prompts_per_category)
@@ -56,12 +58,14 @@ def main() -> None:
     base = difflab.load(args.base, progress=False)
     rows = [measure("base", base, "a {colour} sks shape", "heart", 0),
             measure("base", base, "a {colour} star", "star", 0)]
-    for label, extra in (("dreambooth-lora + prior", []), ("dreambooth-lora, no prior", ["dreambooth.class_images=0"])):
+    for label, extra in (("dreambooth-lora + prior", []), ("dreambooth-lora, no prior", ["dreambooth.class_images=0"]),
+                         ("dreambooth, full weights + prior", ["dreambooth.weights=full", *FULL])):
         start = time.perf_counter()
         run = train(load_config(args.config, [f"base={args.base}", f"data.folder={hearts}", *extra, *args.overrides]),
                     out=args.out, progress=True)
         seconds = round(time.perf_counter() - start, 1)
-        model = difflab.load(args.base, lora=str(run / "lora"), progress=False)
+        model = (difflab.load(args.base, lora=str(run / "lora"), progress=False) if (run / "lora").is_dir()
+                 else difflab.load(str(run / "model"), progress=False))
         rows.append(measure(label, model, "a {colour} sks shape", "heart", seconds))
     start = time.perf_counter()
     run = train(load_config(args.config, [f"base={args.base}", "method=textual_inversion", f"data.folder={stars}",

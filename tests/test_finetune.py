@@ -24,7 +24,8 @@ QUICK = ["base=tiny", "batch_size=2", "lr=1e-3", "warmup=1", "ema_decay=0", "mix
          "log_every=1", "snr_gamma=null", "sample.seeds=[0]", "sample.num_inference_steps=3",
          "data.caption_dropout=0"]
 DREAMBOOTH = ["name=heart-lora", "method=dreambooth", "data.name=folder", "data.instance_prompt=a sks shape",
-              "dreambooth.class_prompt=a shape", "dreambooth.class_images=2", "dreambooth.class_steps=3",
+              "dreambooth.class_prompt=[a shape, two red circles]", "dreambooth.class_images=2",
+              "dreambooth.class_steps=3",
               "validation.held_out=1", "lora.alpha=8", "lora.targets=[to_q, to_k, to_v, to_out.0, conv1, proj_in]", "steps=4", "sample_every=2", "checkpoint_every=2",
               "sample.prompts=[a sks shape, a red sks shape]"]
 
@@ -73,6 +74,26 @@ def test_dreambooth_lora_writes_both_formats_with_its_record(lora_run, hearts):
         assert json.loads(f.metadata()["difflab"])["method"] == "dreambooth"
 
 
+def test_dreambooth_reads_each_images_caption_when_they_name_the_identifier(hearts, lora_run, tmp_path, capsys):
+    called = tmp_path / "called"
+    assert main(["shapes-folder", str(called), "--prompt", "a heart", "--n", "5", "--call", "sks shape"]) == 0
+    for path in sorted(called.glob("*.png")):   # the same renders, each shape called by the identifier
+        assert path.read_bytes() == (hearts / path.name).read_bytes()
+        colour = path.with_suffix(".txt").read_text().split()[1]
+        assert path.with_suffix(".txt").read_text() == (hearts / path.name).with_suffix(".txt").read_text().replace(
+            "heart", "sks shape") == f"a {colour} sks shape\n"
+    captioned = QUICK + DREAMBOOTH + ["data.instance_prompt=null", "dreambooth.class_images=0", "steps=1"]
+    run = train(load_config(None, captioned + [f"data.folder={called}"]), out=tmp_path / "runs", progress=False)
+    digest = training_record(run / "lora")["data_sha256"]   # over the images and the captions trained on
+    assert len(digest) == 64 and digest != training_record(lora_run / "lora")["data_sha256"]
+    with pytest.raises(difflab.InputError, match=r"000.png' \('a \w+ heart'\) does not hold the identifier 'sks'"):
+        train(load_config(None, captioned + [f"data.folder={hearts}"]), out=tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+    capsys.readouterr()
+    assert main(["shapes-folder", str(tmp_path / "none"), "--call", " "]) == 2
+    assert "call: ' ' is not allowed" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 def test_validation_loss_and_the_grid_over_steps(lora_run):
     lines = [json.loads(x) for x in (lora_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
@@ -89,8 +110,10 @@ def test_class_images_are_the_base_models_own_recorded_and_cached(lora_run, diff
     (folder,) = (difflab_cache / "class-images").iterdir()
     images = sorted(folder.glob("*.png"))
     assert len(images) == 2
-    rec = metadata.read(images[1])["difflab"]
-    assert rec["prompt"] == "a shape" and rec["seed"] == 1 and rec["model"]["name"] == "tiny"
+    for seed, (path, prompt) in enumerate(zip(images, ["a shape", "two red circles"])):   # prompt i mod n, seed i
+        rec = metadata.read(path)["difflab"]
+        assert rec["prompt"] == prompt and rec["seed"] == seed and rec["model"]["name"] == "tiny"
+        assert path.with_suffix(".txt").read_text().strip() == prompt   # the caption it is trained with
 
 
 def test_kohya_and_diffusers_files_give_the_same_pixels_and_weights_scale_them(lora_run, tmp_path, capsys):
@@ -120,6 +143,23 @@ def test_kohya_and_diffusers_files_give_the_same_pixels_and_weights_scale_them(l
     path = out.save(tmp_path / "x.png")
     assert main(["info", str(path)]) == 0
     assert "<lora:heart-lora:0.5>" in capsys.readouterr().out
+
+
+def test_a_text_encoder_lora_is_saved_and_loaded_in_both_formats(hearts, tmp_path):
+    cfg = load_config(None, QUICK + DREAMBOOTH + [f"data.folder={hearts}", "lora.text_encoder=true",
+                                                  "dreambooth.class_images=0", "steps=2"])
+    lora = train(cfg, out=tmp_path, progress=False) / "lora"
+    saved = load_file(lora / "pytorch_lora_weights.safetensors")
+    text = [k for k in saved if k.startswith("text_encoder.")]
+    assert text and all("_proj.lora_" in k for k in text)
+    kohya = next(lora.glob("*.kohya.safetensors"))
+    assert sum(k.startswith("lora_te_text_model_encoder_layers_") for k in load_file(kohya)) == len(text) * 3 // 2
+    pixels = []
+    for path in (lora, kohya):
+        model = difflab.load("tiny", lora=str(path), progress=False)
+        assert len(get_peft_model_state_dict(model.pipe.text_encoder, adapter_name="lora0")) == len(text)
+        pixels.append(_pixels(model)[0])
+    assert np.array_equal(*pixels) and not np.array_equal(pixels[0], _pixels(difflab.load("tiny", progress=False))[0])
 
 
 def test_a_stopped_lora_run_resumes_exactly(hearts, lora_run, tmp_path):
@@ -218,6 +258,8 @@ def test_bad_folders_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, m
     (["method=lora", "data.name=shapes"], "data.name: shapes"),
     (["method=lora", "base=null"], "base: method lora"),
     (["method=dreambooth", "data.instance_prompt=a sks shape", "dreambooth.class_images=4"], "class_prompt"),
+    (["method=dreambooth", "data.instance_prompt=a sks shape", "dreambooth.class_images=4",
+      "dreambooth.class_prompt=[a shape, '']"], "class_prompt"),
     (["method=textual_inversion", "textual_inversion.token=two words"], "textual_inversion.token"),
 ])
 def test_bad_fine_tuning_configs_name_the_key(overrides, message, tmp_path):

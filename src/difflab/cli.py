@@ -199,6 +199,8 @@ def build_parser() -> Parser:
     p.add_argument("--prompt", default="a heart", help="what to draw, in the world's words (default 'a heart')")
     p.add_argument("--n", type=int, default=8, help="how many images (default 8)")
     p.add_argument("--seed", type=int, default=0, help="image i is drawn from seed + i")
+    p.add_argument("--call", metavar="WORDS", help="name every shape so in the captions, e.g. 'sks shape' for "
+                                                   "DreamBooth: 'a red sks shape' (default: its own name)")
     for name, text in (("sample", "draw images from a trained DDPM"), ("eval", "score a trained DDPM")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("checkpoint", help="a training run folder, a checkpoint folder or an ema.safetensors file")
@@ -512,7 +514,7 @@ def cmd_shapes_folder(args) -> int:
     from .shapes import world
 
     try:   # write_folder checks n and the prompt before it writes anything
-        paths = world.write_folder(args.out, args.prompt, args.n, args.seed)
+        paths = world.write_folder(args.out, args.prompt, args.n, args.seed, args.call)
     except ValueError as e:
         raise InputError(str(e)) from None
     print("\n".join(map(str, paths)))

@@ -390,21 +390,24 @@ def make_scene(prompt: Prompt, seed: int) -> tuple[Image.Image, Scene]:
     raise ValueError(f"prompt: {prompt.text!r} cannot be drawn in a {SIZE}x{SIZE} image")
 
 
-def write_folder(out, prompt: str, n: int, seed: int = 0) -> list:
+def write_folder(out, prompt: str, n: int, seed: int = 0, call: str | None = None) -> list:
     """`n` renders of `prompt` (seeds seed..seed+n-1) as a fine-tuning folder in kohya's convention: NNN.png with
-    NNN.txt beside it, the caption naming each object's colour and shape (e.g. 8 hearts for DreamBooth)."""
+    NNN.txt beside it, the caption naming each object's colour and shape, or calling every shape `call` instead
+    (DreamBooth's identifier: call="sks shape" captions a red heart "a red sks shape")."""
     from pathlib import Path
 
     from ..runs import atomic_write, save_image
 
     if n < 1:
         raise ValueError(f"n: {n} is not allowed; use an integer >= 1")
+    if call is not None and not call.strip():
+        raise ValueError(f"call: {call!r} is not allowed; give the words that name the shape, e.g. 'sks shape'")
     wanted = parse(prompt)   # before anything is written
     out = Path(out)
     written = []
     for i in range(n):
         image, scene = make_scene(wanted, seed + i)
-        caption = " and ".join(f"a {o.colour} {o.shape}" for o in scene.objects)
+        caption = " and ".join(f"a {o.colour} {call or o.shape}" for o in scene.objects)
         written.append(save_image(image, out / f"{i:03d}.png"))
         atomic_write(out / f"{i:03d}.txt", caption + "\n")
     return written

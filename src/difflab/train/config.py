@@ -75,11 +75,13 @@ class LoRAConfig:
 
 @dataclass
 class DreamBoothConfig:
-    """DreamBooth (Ruiz et al. 2022): `data.instance_prompt` holds a rare `identifier`; prior preservation trains
-    on `class_images` images of `class_prompt` made by the base model itself, weighted by `prior_loss_weight`."""
+    """DreamBooth (Ruiz et al. 2022): `data.instance_prompt`, or else every image's caption, holds a rare `identifier`
+    (captions can say more of each image: "a red sks shape"); prior preservation trains
+    on `class_images` images of `class_prompt` made by the base model itself, weighted by `prior_loss_weight`.
+    `class_prompt` may be a list: image i is made from prompt i mod n, so the prior keeps every prompt it names."""
     identifier: str = "sks"
     weights: str = "lora"            # lora (adapters, see `lora`) | full (the UNet's own weights)
-    class_prompt: str = ""
+    class_prompt: str | list[str] = ""
     class_images: int = 0            # 0: no prior preservation
     prior_loss_weight: float = 1.0
     class_steps: int = 20            # how the base model makes the class images (DPM++ 2M Karras)
@@ -247,10 +249,13 @@ class TrainConfig:
             db = self.dreambooth
             if db.weights not in ("lora", "full"):
                 raise InputError(f"dreambooth.weights: {db.weights!r} is not allowed; use lora or full")
-            prompt = self.data.instance_prompt
-            if not prompt or db.identifier not in prompt.split():
+            prompt = self.data.instance_prompt   # None: each image's own caption, checked when the data is read
+            if prompt is not None and db.identifier not in prompt.split():
                 raise InputError(f"data.instance_prompt: {prompt!r} does not hold the identifier {db.identifier!r} "
                                  f"(dreambooth.identifier); e.g. 'a {db.identifier} shape'")
+            if not isinstance(db.class_prompt, str) and not all(p.strip() for p in db.class_prompt):
+                raise InputError(f"dreambooth.class_prompt: {db.class_prompt!r} holds an empty prompt; give each "
+                                 f"prompt its words, or one prompt as a string")
             if db.class_images < 0 or (db.class_images and not db.class_prompt):
                 raise InputError(f"dreambooth.class_images: {db.class_images} needs a dreambooth.class_prompt and "
                                  f"a count >= 0 (0: no prior preservation)")

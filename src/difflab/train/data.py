@@ -220,10 +220,11 @@ def _centre(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, top:top + size, left:left + size]
 
 
-def folder(cfg: DataConfig, size: int, controls: bool = False) -> Dataset:
+def folder(cfg: DataConfig, size: int, controls: bool = False, identifier: str | None = None) -> Dataset:
     """The images of `cfg.folder` and their captions, at the model's `size` (see the module's docstring); with
     `controls`, each image's control image too: metadata.jsonl's `conditioning_image` (diffusers' ControlNet layout:
-    file_name, conditioning_image, text), resized and cut as the image is."""
+    file_name, conditioning_image, text), resized and cut as the image is; with `identifier` (DreamBooth), a
+    caption without it is an error."""
     root = Path(cfg.folder).expanduser()
     if not root.is_dir():
         raise InputError(f"data.folder: {str(root)!r} is not a folder")
@@ -240,6 +241,10 @@ def folder(cfg: DataConfig, size: int, controls: bool = False) -> Dataset:
     if not images:
         raise InputError(f"data.folder: {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     captions = _captions(root, images, cfg.instance_prompt, rows)
+    for path, caption in zip(images, captions):   # DreamBooth: each caption names the subject by its identifier
+        if identifier is not None and identifier not in caption.split():
+            raise InputError(f"data.folder: the caption of {str(path)!r} ({caption!r}) does not hold the identifier "
+                             f"{identifier!r} (dreambooth.identifier); e.g. 'a red {identifier} shape'")
     if controls:
         missing = [p.name for p in images if "conditioning_image" not in rows.get(p.name, {})]
         if missing:
@@ -269,25 +274,29 @@ def folder(cfg: DataConfig, size: int, controls: bool = False) -> Dataset:
                    torch.stack(control).contiguous() if controls else None)
 
 
-def class_images(base: str, prompt: str, count: int, steps: int, guidance: float, size: int,
+def class_images(base: str, prompt: str | list[str], count: int, steps: int, guidance: float, size: int,
                  progress: bool = True) -> Dataset:
-    """DreamBooth's prior: `count` images of `prompt` made by the base model (seeds 0..count-1, DPM++ 2M Karras),
-    cached by (base model hash, prompt, count, steps, guidance, size); each PNG carries its full generation record."""
+    """DreamBooth's prior: `count` images made by the base model, image i from `prompt` (or from prompt i mod n of a
+    list) with seed i (DPM++ 2M Karras), captioned in NAME.txt beside it; cached by (base model hash, prompts, count,
+    steps, guidance, size); each PNG carries its full generation record."""
     from .. import generate, load
 
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     model = load(base, device="cpu", dtype="float32", progress=False)
-    key = json.dumps([model.weights_hash or model.source.id, prompt, count, steps, guidance, size])
+    key = json.dumps(["captioned", model.weights_hash or model.source.id, prompts, count, steps, guidance, size])
     folder_path = cache_root() / "class-images" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if not (folder_path / ".done").is_file():
         from tqdm.auto import tqdm
 
-        for seed in tqdm(range(count), desc=f"class images: {prompt!r}", unit="img", disable=not progress):
-            path = folder_path / f"{seed:05d}.png"
+        what = repr(prompts[0]) if len(prompts) == 1 else f"{len(prompts)} prompts"
+        for seed in tqdm(range(count), desc=f"class images: {what}", unit="img", disable=not progress):
+            path, text = folder_path / f"{seed:05d}.png", prompts[seed % len(prompts)]
             if not path.is_file():
-                generate(model, prompt=prompt, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
+                generate(model, prompt=text, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
                          scheduler="dpm++_2m_karras", height=size, width=size)[0].save(path)
+            atomic_write(path.with_suffix(".txt"), text + "\n")
         atomic_write(folder_path / ".done", key)
-    data = folder(DataConfig(name="folder", folder=str(folder_path), instance_prompt=prompt), size)
+    data = folder(DataConfig(name="folder", folder=str(folder_path)), size)
     data.digest = str(folder_path)
     return data
 

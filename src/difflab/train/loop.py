@@ -284,7 +284,8 @@ def train(cfg: TrainConfig, out=runs.DEFAULT_ROOT, resume=None, progress: bool =
     controls, inpaint = cfg.method == "controlnet", cfg.method == "inpaint"
     data = (datasets.shapes(cfg.data, progress=progress and main, controls=controls,
                             regions=inpaint and cfg.inpaint.objects > 0) if cfg.data.name == "shapes"
-            else datasets.folder(cfg.data, size, controls=controls))
+            else datasets.folder(cfg.data, size, controls=controls,
+                                 identifier=cfg.dreambooth.identifier if cfg.method == "dreambooth" else None))
     if cfg.validation.held_out >= len(data):
         raise InputError(f"validation.held_out: {cfg.validation.held_out} leaves no training data of {len(data)} "
                          f"items; hold out fewer")

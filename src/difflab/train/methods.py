@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,9 @@ def save_lora(parts: Parts, cfg: TrainConfig, folder: Path, info: dict) -> Path:
         diffusers_file = Path(tmp) / "pytorch_lora_weights.safetensors"
         _rewrite_with_metadata(diffusers_file, info, folder / diffusers_file.name)
         kohya = convert_state_dict_to_kohya(convert_all_state_dict_to_peft(load_file(diffusers_file)))
+        # SD 1.x's text encoder keys as kohya and AUTOMATIC1111 name them (the converter writes SDXL's lora_te1_, and
+        # transformers 5's CLIPTextModel has no text_model level): lora_te_text_model_encoder_layers_0_...
+        kohya = {re.sub(r"^lora_te1_(text_model_)?", "lora_te_text_model_", k): v for k, v in kohya.items()}
         for key in [k for k in kohya if k.endswith(".alpha")]:   # the converter assumes alpha = rank
             kohya[key] = torch.tensor(float(cfg.lora.alpha))
         _save(kohya, folder / f"{cfg.name}.kohya.safetensors", info, {"ss_network_dim": str(cfg.lora.rank),
