@@ -241,10 +241,11 @@ def folder(cfg: DataConfig, size: int, controls: bool = False, identifier: str |
     if not images:
         raise InputError(f"data.folder: {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     captions = _captions(root, images, cfg.instance_prompt, rows)
-    for path, caption in zip(images, captions):   # DreamBooth: each caption names the subject by its identifier
-        if identifier is not None and identifier not in caption.split():
-            raise InputError(f"data.folder: the caption of {str(path)!r} ({caption!r}) does not hold the identifier "
-                             f"{identifier!r} (dreambooth.identifier); e.g. 'a red {identifier} shape'")
+    if identifier is not None:   # DreamBooth: every caption names the subject by its identifier
+        for path, caption in zip(images, captions):
+            if identifier not in caption.split():
+                raise InputError(f"data.folder: the caption of {str(path)!r} ({caption!r}) does not hold the "
+                                 f"identifier {identifier!r} (dreambooth.identifier); e.g. 'a red {identifier} shape'")
     if controls:
         missing = [p.name for p in images if "conditioning_image" not in rows.get(p.name, {})]
         if missing:
@@ -283,6 +284,7 @@ def class_images(base: str, prompt: str | list[str], count: int, steps: int, gui
 
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     model = load(base, device="cpu", dtype="float32", progress=False)
+    # "captioned": folders from before the .txt captions (one prompt each) are not reused
     key = json.dumps(["captioned", model.weights_hash or model.source.id, prompts, count, steps, guidance, size])
     folder_path = cache_root() / "class-images" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if not (folder_path / ".done").is_file():
